@@ -1,0 +1,3 @@
+"""mlscope: compare, explain, manage and serve MLflow models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,46 @@
+"""`mlscope demo`: train the built-in experiments (once), promote the best, open the dashboard."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mlscope.cli.common import console, settings_of, user_errors
+from mlscope.cli.train import run_training
+from mlscope.cli.ui import serve_web
+from mlscope.data.loader import load_titanic
+from mlscope.tracking.client import make_client
+from mlscope.tracking.runs import list_runs
+
+
+def _has_runs(settings: object) -> int:
+    from mlscope.errors import NotFound
+
+    try:
+        return len(list_runs(make_client(settings), settings.experiment_name))
+    except NotFound:
+        return 0
+
+
+def demo(
+    ctx: typer.Context,
+    serve: Annotated[bool, typer.Option(help="Start the dashboard after training.")] = True,
+    retrain: Annotated[bool, typer.Option(help="Train again even if the experiment has runs.")] = False,
+    port: Annotated[int | None, typer.Option(help="Dashboard port.")] = None,
+) -> None:
+    """Train the four Titanic experiments, promote the best to production, serve the dashboard."""
+    settings = settings_of(ctx)
+    if port:
+        settings = settings.model_copy(update={"port": port})
+    with user_errors():
+        existing = 0 if retrain else _has_runs(settings)
+        if existing:
+            console.print(f"Experiment '{settings.experiment_name}' already has {existing} run(s); "
+                          "skipping training (use --retrain to train again).")
+        else:
+            report = run_training(settings, load_titanic(), None, None, None, promote=True)
+            if report.failed:
+                raise typer.Exit(1)
+    if serve:
+        serve_web(settings)

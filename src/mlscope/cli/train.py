@@ -1,0 +1,160 @@
+"""`mlscope train`: train the declared experiments into MLflow and register the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mlscope.cli.common import console, err_console, quiet_mlflow, settings_of, user_errors
+from mlscope.config import Settings
+from mlscope.data.loader import Dataset, load_csv, load_kaggle, load_titanic
+from mlscope.errors import BadInput
+from mlscope.training import runner
+from mlscope.training.experiments import ExperimentSpec, load_plan
+from mlscope.training.track import RunResult
+
+STEPS = ("fit + cross-validate", "evaluate", "log model", "register")
+HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+
+
+class _Bars(runner.Progress):
+    """Rich progress bars: one overall bar, one line for the experiment in flight."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress = progress
+        self.overall = progress.add_task("training", total=total * len(STEPS))
+        self.current = None
+        self._finished = 0
+
+    def experiment_started(self, spec: ExperimentSpec) -> None:
+        self.current = self.progress.add_task(spec.name, total=len(STEPS))
+
+    def step(self, spec: ExperimentSpec, name: str) -> None:
+        done = STEPS.index(name) if name in STEPS else 0
+        self.progress.update(self.current, completed=done, description=f"{spec.name}: {name}")
+        self.progress.update(self.overall, completed=self._base + done)
+
+    def experiment_done(self, result: RunResult) -> None:
+        status = "[green]done[/]" if result.status == "FINISHED" else "[red]failed[/]"
+        self.progress.update(self.current, completed=len(STEPS), description=f"{result.spec.name}: {status}")
+        self._finished += 1
+        self.progress.update(self.overall, completed=self._base)
+
+    @property
+    def _base(self) -> int:
+        return self._finished * len(STEPS)
+
+
+def load_dataset(data: Path | None, target: str | None, kaggle: str | None, id_column: str | None,
+                 features: list[str] | None, slices: list[str] | None) -> Dataset:
+    """The dataset the options name: a CSV, a Kaggle dataset, or the shipped Titanic set."""
+    if data and kaggle:
+        raise BadInput("give either --data or --kaggle, not both", field="data")
+    if (data or kaggle) and not target:
+        raise BadInput("--target is required with --data or --kaggle", field="target")
+    if data:
+        return load_csv(data, target, id_column=id_column, features=features, slices=slices)
+    if kaggle:
+        return load_kaggle(kaggle, target, id_column=id_column, features=features, slices=slices)
+    if target or features or id_column or slices:
+        raise BadInput("--target/--features/--id-column/--slice need --data or --kaggle", field="data")
+    return load_titanic()
+
+
+SHORT = {"accuracy": "acc", "precision": "prec", "recall": "rec", "f1": "f1", "roc_auc": "auc",
+         "log_loss": "logloss"}
+
+
+def summary_table(report: runner.TrainReport, aliases: dict[str, list[str]]) -> Table:
+    table = Table(title=f"Experiment '{report.experiment_name}' → model '{report.model_name}' (test split)",
+                  title_justify="left", header_style="bold")
+    table.add_column("")
+    table.add_column("run")
+    table.add_column("type")
+    for name in HEADLINE:
+        table.add_column(SHORT[name], justify="right")
+    table.add_column("cv auc", justify="right")
+    table.add_column("version")
+    table.add_column("time", justify="right")
+    for result in report.results:
+        best = report.best is not None and result is report.best
+        cells = [f"{result.metrics[m]:.3f}" if m in result.metrics else "—" for m in HEADLINE]
+        name = f"[bold]{result.spec.name}[/]" if best else result.spec.name
+        if result.status != "FINISHED":
+            name = f"{result.spec.name} [red]{result.status}[/]"
+        version = result.version or "—"
+        badges = " ".join(f"@{a}" for a in sorted(aliases.get(result.version or "", [])))
+        table.add_row("★" if best else "", name, result.spec.model_type, *cells, _cv(result),
+                      f"v{version} {badges}".strip() if result.version else version, f"{result.seconds:.1f}s")
+    return table
+
+
+def _cv(result: RunResult) -> str:
+    mean, std = result.metrics.get("cv_roc_auc_mean"), result.metrics.get("cv_roc_auc_std")
+    return f"{mean:.3f} ± {std:.3f}" if mean is not None and std is not None else "—"
+
+
+def run_training(settings: Settings, dataset: Dataset, experiments: Path | None, enable: list[str] | None,
+                 only: list[str] | None, promote: bool) -> runner.TrainReport:
+    """Validate, train with progress bars, print the summary; shared by `train` and `demo`."""
+    plan = load_plan(experiments or settings.experiments_file)
+    specs = plan.select(enable=enable, only=only)
+    if not specs:
+        raise BadInput("no experiment selected (all are disabled?)", field="experiments")
+    quiet_mlflow()
+    console.print(f"Training {len(specs)} experiment(s) on [bold]{dataset.name}[/] "
+                  f"({len(dataset.frame)} rows) into {settings.tracking_uri}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        report = runner.train(settings, dataset, plan, specs, promote=promote, progress=_Bars(progress, len(specs)))
+    from mlscope.tracking import registry
+    from mlscope.tracking.client import make_client
+
+    by_version: dict[str, list[str]] = {}
+    if any(r.version for r in report.results):
+        for alias, version in registry.aliases(make_client(settings), settings.model_name).items():
+            by_version.setdefault(version, []).append(alias)
+    console.print(summary_table(report, by_version))
+    if report.best is not None:
+        console.print(f"[bold]Best:[/] {report.best.spec.name} (version {report.best_version}) by "
+                      f"{plan.selection.metric} = {report.best_value:.4f}")
+    elif report.best_version:
+        console.print(f"[bold]Best:[/] version {report.best_version} (an earlier run) by "
+                      f"{plan.selection.metric} = {report.best_value:.4f}")
+    for event in report.alias_events:
+        moved = f" (was v{event.previous_version})" if event.previous_version else ""
+        console.print(f"Alias [bold]{event.alias}[/] → version {event.version}{moved}")
+    for result in report.failed:
+        err_console.print(f"[bold red]failed:[/] {result.spec.name}: {result.error}", highlight=False)
+    console.print(f"Finished in {report.seconds:.1f}s.")
+    return report
+
+
+def train(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option(help="CSV file for binary classification.")] = None,
+    target: Annotated[str | None, typer.Option(help="Target column of --data/--kaggle.")] = None,
+    kaggle: Annotated[str | None, typer.Option(help="Kaggle dataset OWNER/DATASET (needs credentials).")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Row id column of --data.")] = None,
+    features: Annotated[list[str] | None, typer.Option("--feature", help="Feature column (repeatable).")] = None,
+    slices: Annotated[list[str] | None, typer.Option("--slice", help="Fairness slice column (repeatable).")] = None,
+    experiments: Annotated[Path | None, typer.Option(help="Experiments TOML file.")] = None,
+    enable: Annotated[list[str] | None, typer.Option(help="Also run this disabled experiment.")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Run only this experiment (repeatable).")] = None,
+    experiment_name: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    promote: Annotated[bool, typer.Option(help="Also move the 'production' alias to the best version.")] = False,
+) -> None:
+    """Train the declared experiments, log them to MLflow, register the models, alias the best."""
+    settings = settings_of(ctx)
+    updates = {k: v for k, v in {"experiment_name": experiment_name, "model_name": model_name}.items() if v}
+    settings = settings.model_copy(update=updates)
+    with user_errors():
+        dataset = load_dataset(data, target, kaggle, id_column, features, slices)
+        report = run_training(settings, dataset, experiments, enable, only, promote)
+    if report.failed:
+        raise typer.Exit(1)

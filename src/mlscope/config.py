@@ -1,0 +1,48 @@
+"""The one settings object. Built by `load_settings()` and passed in; nothing reads env at import."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+class Settings(BaseSettings):
+    """mlscope configuration. Every field can be set as `MLSCOPE_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="MLSCOPE_", extra="ignore")
+
+    tracking_uri: str = Field(
+        default=DEFAULT_TRACKING_URI,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLSCOPE_TRACKING_URI"),
+        description="MLflow tracking URI (MLflow's own MLFLOW_TRACKING_URI is honoured).",
+    )
+    registry_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "MLSCOPE_REGISTRY_URI"),
+        description="MLflow registry URI; defaults to the tracking URI.",
+    )
+    experiment_name: str = Field(default="titanic", description="MLflow experiment to train into.")
+    model_name: str = Field(default="titanic-survival", description="Registered model name.")
+    experiments_file: Path | None = Field(
+        default=None, description="TOML file of experiment specs; the shipped one when unset."
+    )
+    host: str = Field(default="127.0.0.1", description="Host the web entry point binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of the web entry point.")
+    user: str = Field(default_factory=getpass.getuser, description="Name recorded in audit tags.")
+    trust_registry_models: bool = Field(
+        default=True,
+        description="Allow loading pickled models from the configured registry "
+        "(sets MLflow's MLFLOW_ALLOW_PICKLE_DESERIALIZATION while loading).",
+    )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, then apply non-None overrides (CLI options)."""
+    settings = Settings()
+    updates = {key: value for key, value in overrides.items() if value is not None}
+    return settings.model_copy(update=updates) if updates else settings

@@ -1,0 +1,40 @@
+"""Errors users can cause. Each carries its CLI exit code and HTTP status."""
+
+from __future__ import annotations
+
+
+class MlscopeError(Exception):
+    """A problem explained in one line to the user."""
+
+    exit_code = 1
+    status = 500
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class BadInput(MlscopeError):
+    """The user's input (data, config, arguments) is invalid; nothing was logged."""
+
+    exit_code = 2
+    status = 422
+    code = "bad_input"
+
+
+class NotFound(MlscopeError):
+    """A named run, model, version or experiment does not exist."""
+
+    exit_code = 1
+    status = 404
+    code = "not_found"
+
+
+class TrackingUnavailable(MlscopeError):
+    """The MLflow tracking store could not be reached."""
+
+    exit_code = 1
+    status = 503
+    code = "tracking_unavailable"

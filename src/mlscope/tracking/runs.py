@@ -1,0 +1,83 @@
+"""Reading an experiment's runs: rows for tables, direction inference, the best run."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mlscope.errors import BadInput, NotFound
+
+_LOWER_IS_BETTER = re.compile(r"(loss|error|err|mse|mae|rmse|brier|deviance|time|latency|cost)", re.I)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """The summary of one run that tables and rankings need."""
+
+    run_id: str
+    name: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_run(cls, run: Run) -> RunRow:
+        return cls(
+            run_id=run.info.run_id,
+            name=run.info.run_name or run.info.run_id[:8],
+            status=run.info.status,
+            start_time=run.info.start_time,
+            end_time=run.info.end_time,
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+            tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.log-model")},
+        )
+
+
+def infer_direction(metric: str) -> str:
+    """'min' for loss/error-like metric names, else 'max'."""
+    return "min" if _LOWER_IS_BETTER.search(metric) else "max"
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise NotFound(f"experiment '{name}' not found", field="experiment")
+    return experiment.experiment_id
+
+
+def list_runs(client: MlflowClient, experiment_name: str, filter_string: str = "") -> list[RunRow]:
+    """Every active run of an experiment (all pages), newest first."""
+    exp_id = experiment_id(client, experiment_name)
+    rows: list[RunRow] = []
+    token = None
+    while True:
+        try:
+            page = client.search_runs([exp_id], filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
+                                      max_results=1000, order_by=["attributes.start_time DESC"], page_token=token)
+        except MlflowException as exc:
+            if exc.error_code == "INVALID_PARAMETER_VALUE":
+                raise BadInput(f"bad filter: {str(exc.message).splitlines()[0]}", field="filter") from None
+            raise
+        rows.extend(RunRow.from_run(run) for run in page)
+        token = page.token
+        if not token:
+            return rows
+
+
+def best_run(rows: list[RunRow], metric: str, direction: str | None = None) -> RunRow | None:
+    """The finished run with the best `metric`; ties go to the earliest started run, then run id."""
+    direction = direction or infer_direction(metric)
+    candidates = [r for r in rows if r.status == "FINISHED" and not math.isnan(r.metrics.get(metric, math.nan))]
+    if not candidates:
+        return None
+    sign = -1.0 if direction == "max" else 1.0
+    return min(candidates, key=lambda r: (sign * r.metrics[metric], r.start_time or 0, r.run_id))

@@ -1,0 +1,281 @@
+"""Model evaluation: test metrics, cross-validation folds, fairness slices, importances, plots."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+from sklearn.model_selection import StratifiedKFold  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+
+from mlscope.training import workers  # noqa: E402
+from mlscope.training.features import aggregate_by_raw_feature, output_groups  # noqa: E402
+
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+SLICE_METRICS = ("accuracy", "precision", "recall", "f1", "selection_rate")
+
+
+def score(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """The six headline metrics for positive-class probabilities."""
+    y_pred = (proba >= threshold).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined precision on a degenerate fold is reported as 0
+        return {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+            "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+            "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+            "roc_auc": float(roc_auc_score(y_true, proba)) if len(np.unique(y_true)) == 2 else float("nan"),
+            "log_loss": float(log_loss(y_true, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        }
+
+
+def positive_proba(model: Any, X: pd.DataFrame) -> np.ndarray:
+    """Probability of class 1, whatever order the estimator keeps its classes in."""
+    proba = model.predict_proba(X)
+    classes = list(model.classes_)
+    return proba[:, classes.index(1)]
+
+
+@dataclass(frozen=True)
+class FoldScores:
+    """Per-fold cross-validation metrics; fold k uses the same rows in every run with the same seed."""
+
+    folds: int
+    seed: int
+    values: dict[str, list[float]]
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, values in self.values.items():
+            out[f"cv_{name}_mean"] = float(np.mean(values))
+            out[f"cv_{name}_std"] = float(np.std(values, ddof=1))
+        return out
+
+
+def _fit(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series) -> Pipeline:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # SVC(probability=True) is deprecated in 1.9
+        return clone(pipeline).fit(X, y)
+
+
+def _fit_and_score(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, train_idx: np.ndarray,
+                   test_idx: np.ndarray) -> dict[str, float]:
+    model = _fit(pipeline, X.iloc[train_idx], y.iloc[train_idx])
+    return score(y.iloc[test_idx].to_numpy(), positive_proba(model, X.iloc[test_idx]))
+
+
+class FitJob:
+    """The k+1 fits of one experiment in flight on the worker pool: the model on the whole
+    training split and k cross-validation folds. Submitting every experiment's job up front lets
+    the workers fit the next model while the main process logs the previous one."""
+
+    def __init__(self, pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, seed: int) -> None:
+        self.folds, self.seed = folds, seed
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        calls = [(_fit, (pipeline, X, y))]
+        calls += [(_fit_and_score, (pipeline, X, y, tr, te)) for tr, te in splitter.split(X, y)]
+        self._futures = workers.submit_all(calls)
+
+    def result(self) -> tuple[Pipeline, FoldScores]:
+        """Wait for the fits; the fitted model and the fold scores. Re-raises a fit's error."""
+        fitted, *outcomes = [future.result() for future in self._futures]
+        values: dict[str, list[float]] = {name: [] for name in METRICS}
+        for fold in outcomes:
+            for name, value in fold.items():
+                values[name].append(value)
+        return fitted, FoldScores(folds=self.folds, seed=self.seed, values=values)
+
+
+def _slug(value: object) -> str:
+    text = str(value).strip().lower()
+    return "".join(ch if ch.isalnum() else "_" for ch in text) or "missing"
+
+
+def _rate(mask: np.ndarray, values: np.ndarray) -> float:
+    return float(values[mask].mean()) if mask.any() else float("nan")
+
+
+def _group_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    tp = int(((y_true == 1) & (y_pred == 1)).sum())
+    fp = int(((y_true == 0) & (y_pred == 1)).sum())
+    fn = int(((y_true == 1) & (y_pred == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "accuracy": float((y_true == y_pred).mean()),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "selection_rate": float(y_pred.mean()),
+    }
+
+
+def parity_differences(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
+    """fairlearn's demographic-parity difference (spread of selection rates across groups) and
+    equalized-odds difference (the larger spread of true-positive and false-positive rates)."""
+    labels = np.unique(groups)
+    selection = [y_pred[groups == g].mean() for g in labels]
+    tpr = [_rate((groups == g) & (y_true == 1), y_pred) for g in labels]
+    fpr = [_rate((groups == g) & (y_true == 0), y_pred) for g in labels]
+    spread = lambda values: float(np.nanmax(values) - np.nanmin(values))  # noqa: E731
+    return spread(selection), max(spread(tpr), spread(fpr))
+
+
+def fairness(
+    y_true: np.ndarray, y_pred: np.ndarray, sensitive: pd.DataFrame
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Metrics per group of each sensitive column, and the parity differences (fairlearn's
+    definitions, computed directly: fairlearn's MetricFrame costs ~1 s per run here).
+
+    Returns (report for the JSON artifact, flat metrics to log)."""
+    report: dict[str, Any] = {}
+    flat: dict[str, float] = {}
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    for column in sensitive.columns:
+        groups = sensitive[column].astype(object).where(sensitive[column].notna(), "missing").astype(str).to_numpy()
+        rows = {}
+        for group in sorted(np.unique(groups)):
+            mask = groups == group
+            row: dict[str, float | int] = _group_metrics(y_true[mask], y_pred[mask])
+            row["count"] = int(mask.sum())
+            rows[str(group)] = row
+            for name in SLICE_METRICS:
+                flat[f"{_slug(column)}_{_slug(group)}_{name}"] = float(row[name])
+        dpd, eod = parity_differences(y_true, y_pred, groups)
+        flat[f"{_slug(column)}_demographic_parity_difference"] = dpd
+        flat[f"{_slug(column)}_equalized_odds_difference"] = eod
+        report[column] = {
+            "groups": rows,
+            "demographic_parity_difference": dpd,
+            "equalized_odds_difference": eod,
+        }
+    return report, flat
+
+
+def permutation_importance_raw(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, seed: int,
+                               n_repeats: int = 5) -> dict[str, float]:
+    """Mean ROC-AUC drop when one raw feature is shuffled.
+
+    The preprocessing is per raw feature and row-wise, so shuffling a raw column equals shuffling
+    its output columns together: the data is transformed once and only the estimator re-runs."""
+    preprocess, model = pipeline.named_steps["preprocess"], pipeline.named_steps["model"]
+    matrix = np.asarray(preprocess.transform(X), dtype=float)
+    groups = np.array(output_groups(pipeline))
+    y_true = np.asarray(y)
+    positive = list(model.classes_).index(1)
+    baseline = roc_auc_score(y_true, model.predict_proba(matrix)[:, positive])
+    rng = np.random.default_rng(seed)
+    batches, owners = [], []
+    for name in X.columns:
+        columns = np.flatnonzero(groups == name)
+        for _ in range(n_repeats):
+            shuffled = matrix.copy()
+            shuffled[:, columns] = matrix[rng.permutation(len(matrix))][:, columns]
+            batches.append(shuffled)
+            owners.append(name)
+    proba = model.predict_proba(np.vstack(batches))[:, positive].reshape(len(batches), len(matrix))
+    drops: dict[str, list[float]] = {}
+    for owner, row in zip(owners, proba, strict=True):
+        drops.setdefault(owner, []).append(baseline - roc_auc_score(y_true, row))
+    return {name: float(np.mean(values)) for name, values in drops.items()}
+
+
+def importance(
+    pipeline: Pipeline, X_test: pd.DataFrame, y_test: pd.Series, seed: int
+) -> tuple[str, dict[str, float]]:
+    """Importance per raw feature: impurity for trees, |coefficient| for linear models, else
+    permutation importance (ROC-AUC drop) on the test split."""
+    model = pipeline.named_steps["model"]
+    groups = output_groups(pipeline)
+    if hasattr(model, "feature_importances_"):
+        return "impurity", aggregate_by_raw_feature(np.asarray(model.feature_importances_), groups)
+    coef = getattr(model, "coef_", None)
+    if coef is not None and np.ndim(coef) == 2 and np.shape(coef)[0] == 1:
+        return "abs_coefficient", aggregate_by_raw_feature(np.abs(np.asarray(coef)[0]), groups)
+    return "permutation", permutation_importance_raw(pipeline, X_test, y_test, seed)
+
+
+def roc_points(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    fpr, tpr, thresholds = roc_curve(y_true, proba)
+    thresholds = np.where(np.isinf(thresholds), 1.0, thresholds)
+    return {
+        "fpr": fpr.round(6).tolist(),
+        "tpr": tpr.round(6).tolist(),
+        "thresholds": thresholds.round(6).tolist(),
+        "auc": float(roc_auc_score(y_true, proba)),
+    }
+
+
+def report(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, str]) -> tuple[str, dict[str, Any]]:
+    """sklearn's classification report, as text and as a dict."""
+    kwargs = {"labels": [0, 1], "target_names": list(labels), "zero_division": 0}
+    text = classification_report(y_true, y_pred, digits=3, **kwargs)
+    as_dict = classification_report(y_true, y_pred, output_dict=True, **kwargs)
+    return text, as_dict
+
+
+def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, str], title: str,
+                          path: Path) -> list[list[int]]:
+    matrix = confusion_matrix(y_true, y_pred, labels=[0, 1])
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=100)
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        colour = "white" if count > matrix.max() / 2 else "black"
+        ax.text(j, i, str(count), ha="center", va="center", color=colour, fontsize=13)
+    ax.set_xticks([0, 1], labels=list(labels))
+    ax.set_yticks([0, 1], labels=list(labels))
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("Actual")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return matrix.tolist()
+
+
+def plot_roc(points: dict[str, Any], title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=100)
+    ax.plot(points["fpr"], points["tpr"], label=f"AUC = {points['auc']:.3f}")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlabel("False positive rate")
+    ax.set_ylabel("True positive rate")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_importance(values: dict[str, float], kind: str, title: str, path: Path) -> None:
+    names = sorted(values, key=values.get)
+    fig, ax = plt.subplots(figsize=(4.8, 0.35 * len(names) + 1.2), dpi=100)
+    ax.barh(names, [values[n] for n in names], color="#3b6ea8")
+    ax.set_xlabel({"impurity": "Mean decrease in impurity", "abs_coefficient": "|coefficient| (scaled inputs)",
+                   "permutation": "ROC-AUC drop when permuted"}.get(kind, kind))
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

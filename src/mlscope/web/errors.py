@@ -1,0 +1,33 @@
+"""One JSON error shape for the apps: {"error": {"code", "message", "field"}}."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from mlflow.exceptions import MlflowException
+
+from mlscope.errors import MlscopeError
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str | None]]:
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MlscopeError)
+    async def _mlscope(_: Request, exc: MlscopeError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+        field = ".".join(loc) or None
+        return JSONResponse(error_body("invalid_request", f"{field or 'request'}: {first.get('msg', 'invalid')}",
+                                       field), status_code=422)
+
+    @app.exception_handler(MlflowException)
+    async def _mlflow(_: Request, exc: MlflowException) -> JSONResponse:
+        message = str(exc.message).strip().splitlines()[0]
+        return JSONResponse(error_body("tracking_error", f"MLflow: {message}"), status_code=503)

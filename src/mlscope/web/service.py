@@ -1,0 +1,31 @@
+"""The runs view as plain data: shared by the JSON route and the HTML page."""
+
+from __future__ import annotations
+
+import math
+
+from mlflow.tracking import MlflowClient
+
+from mlscope.tracking import registry
+from mlscope.tracking.runs import best_run, infer_direction, list_runs
+from mlscope.web.schemas import RunList, RunSummary
+
+
+def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str,
+             direction: str | None, filter_string: str = "") -> RunList:
+    rows = list_runs(client, experiment, filter_string)
+    direction = direction or infer_direction(metric)
+    best = best_run(rows, metric, direction)
+    labels = registry.version_labels(client, model_name)
+    runs = [
+        RunSummary(
+            run_id=r.run_id, name=r.name, status=r.status, model_type=r.params.get("model_type"),
+            start_time=r.start_time, end_time=r.end_time,
+            metrics={k: v for k, v in r.metrics.items() if not math.isnan(v)},
+            registered=labels.get(r.run_id), is_best=best is not None and r.run_id == best.run_id,
+        )
+        for r in rows
+    ]
+    reason = f"best by {metric}, {best.metrics[metric]:.4f}" if best else None
+    return RunList(experiment=experiment, metric=metric, direction=direction,
+                   best_run_id=best.run_id if best else None, best_reason=reason, runs=runs)
