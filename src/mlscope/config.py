@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "MLSCOPE_REGISTRY_URI"),
         description="MLflow registry URI; defaults to the tracking URI.",
     )
+    artifact_root: str | None = Field(
+        default=None,
+        description="Artifact location for experiments mlscope creates; MLflow's default (./mlruns) when unset.",
+    )
     experiment_name: str = Field(default="titanic", description="MLflow experiment to train into.")
     model_name: str = Field(default="titanic-survival", description="Registered model name.")
     experiments_file: Path | None = Field(

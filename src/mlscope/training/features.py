@@ -3,15 +3,19 @@ traces back to exactly one raw input column."""
 
 from __future__ import annotations
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from mlscope.data.loader import Dataset
+from mlscope.training import portable
+
+cloudpickle.register_pickle_by_value(portable)
 
 
 def _numeric() -> Pipeline:
@@ -21,6 +25,7 @@ def _numeric() -> Pipeline:
 def _categorical() -> Pipeline:
     return Pipeline(
         [
+            ("missing", FunctionTransformer(portable.missing_as_nan, feature_names_out="one-to-one")),
             ("impute", SimpleImputer(strategy="most_frequent")),
             ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
         ]
@@ -43,12 +48,13 @@ def build_pipeline(dataset: Dataset, estimator: ClassifierMixin) -> Pipeline:
 
 def raw_features(dataset: Dataset) -> pd.DataFrame:
     """Feature columns typed as the model signature declares them: numbers as float64 (so a
-    missing value is representable), categories as text."""
+    missing value is representable), categories as text with NaN for missing (the imputers see
+    NaN; `None` would pass them as a category of its own)."""
     frame = dataset.X.copy()
     for column in dataset.numeric:
         frame[column] = frame[column].astype("float64")
     for column in dataset.categorical:
-        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), np.nan)
     return frame
 
 

@@ -46,11 +46,12 @@ class TrainReport:
         return [r for r in self.results if r.status != "FINISHED" or r.version is None]
 
 
-def _experiment_id(client: MlflowClient, name: str) -> str:
+def _experiment_id(client: MlflowClient, name: str, artifact_root: str | None) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
+        location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, artifact_location=location)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -78,7 +79,7 @@ def train(
     client = make_client(settings)
     with use_tracking(settings):
         try:
-            experiment_id = _experiment_id(client, settings.experiment_name)
+            experiment_id = _experiment_id(client, settings.experiment_name, settings.artifact_root)
         except MlflowException as exc:
             raise TrackingUnavailable(f"cannot use tracking store {settings.tracking_uri}: "
                                       f"{registry.first_line(exc)}") from None

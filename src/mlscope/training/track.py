@@ -229,7 +229,7 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
 
     step("log model")
     example = split.X_train.head(5)
-    signature = infer_signature(example, pipeline.predict_proba(example))
+    signature = infer_signature(split.X_train, pipeline.predict_proba(example))
     dataset = split.dataset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # MLflow's hints about int columns / local sources

@@ -1,0 +1,56 @@
+"""Shared fixtures: real temporary MLflow stores (SQLite + local artifacts), trained once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from mlscope.cli import app
+from mlscope.config import Settings
+
+
+@dataclass(frozen=True)
+class Store:
+    """A temporary MLflow store and the environment that points mlscope at it."""
+
+    root: Path
+
+    @property
+    def uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.uri, "MLSCOPE_ARTIFACT_ROOT": str(self.root / "artifacts"),
+                "MLSCOPE_USER": "tester"}
+
+    def settings(self, **overrides: object) -> Settings:
+        return Settings(tracking_uri=self.uri, artifact_root=str(self.root / "artifacts"), user="tester",
+                        **overrides)
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.uri)
+
+
+def invoke(store: Store, *args: str) -> object:
+    """Run the real CLI in-process, as a user would from a shell."""
+    return CliRunner().invoke(app, list(args), env=store.env, catch_exceptions=False)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, object]]:
+    """The four built-in experiments trained once with --promote, shared read-only by many tests."""
+    store = Store(tmp_path_factory.mktemp("trained"))
+    result = invoke(store, "train", "--promote")
+    assert result.exit_code == 0, result.output
+    yield store, result
