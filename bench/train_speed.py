@@ -127,6 +127,7 @@ def machine() -> dict[str, object]:
         "mlflow": mlflow.__version__,
         "scikit-learn": sklearn.__version__,
         "platform": platform.platform(),
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
     }
 
 
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]FAILED:[/] {exc}", highlight=False)
         return 1
 
+    load_end = round(os.getloadavg()[0], 2)
+    console.print(f"Load average (1 min) at start {context['loadavg_1m_at_start']}, at end {load_end} "
+                  f"on {context['cpu_count']} CPUs")
     ratio = stats["plain"].median / stats["mlscope"].median
     under = stats["mlscope"].median < TARGET_SECONDS
     console.print(results_table(stats))
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"mlscope median under the {TARGET_SECONDS:.0f} s target: {verdict} ({stats['mlscope'].median:.2f}s)")
     if args.json:
         payload = {
-            "machine": context,
+            "machine": {**context, "loadavg_1m_at_end": load_end},
             "repeats": args.repeats,
             "target_seconds": TARGET_SECONDS,
             "variants": {name: stat.as_dict() for name, stat in stats.items()},

@@ -26,20 +26,34 @@ class Store:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"MLFLOW_TRACKING_URI": self.uri, "MLSCOPE_ARTIFACT_ROOT": str(self.root / "artifacts"),
+        return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_REGISTRY_URI": self.uri, "MLSCOPE_ARTIFACT_ROOT": str(self.root / "artifacts"),
                 "MLSCOPE_USER": "tester"}
 
     def settings(self, **overrides: object) -> Settings:
-        return Settings(tracking_uri=self.uri, artifact_root=str(self.root / "artifacts"), user="tester",
-                        **overrides)
+        return Settings(tracking_uri=self.uri, registry_uri=self.uri, artifact_root=str(self.root / "artifacts"),
+                        user="tester", **overrides)
 
     def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.uri)
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
 
 def invoke(store: Store, *args: str) -> object:
     """Run the real CLI in-process, as a user would from a shell."""
     return CliRunner().invoke(app, list(args), env=store.env, catch_exceptions=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """mlflow.set_tracking_uri/set_registry_uri also write MLFLOW_*_URI into os.environ; undo that
+    after each test so no test inherits another's store."""
+    import os
+
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    yield
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 class Settings(BaseSettings):
     """mlscope configuration. Every field can be set as `MLSCOPE_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="MLSCOPE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MLSCOPE_", extra="ignore", populate_by_name=True)
 
     tracking_uri: str = Field(
         default=DEFAULT_TRACKING_URI,

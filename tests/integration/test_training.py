@@ -11,7 +11,7 @@ import pytest
 
 from mlscope.data.loader import load_titanic
 from mlscope.tracking import registry
-from mlscope.tracking.client import allow_model_loading, use_tracking
+from mlscope.tracking.client import allow_model_loading, bind_fluent_api
 from mlscope.training.evaluate import METRICS
 
 pytestmark = pytest.mark.slow
@@ -159,7 +159,8 @@ def test_registered_model_takes_raw_records_with_missing_values(runs) -> None:
         {"Pclass": 1.0, "Sex": "female", "Age": 28.0, "SibSp": 0.0, "Parch": 0.0, "Fare": 100.0, "Embarked": None},
         {"Pclass": 2.0, "Sex": None, "Age": None, "SibSp": None, "Parch": None, "Fare": None, "Embarked": None},
     ])
-    with use_tracking(settings), allow_model_loading(settings):
+    bind_fluent_api(settings)
+    with allow_model_loading(settings):
         model = mlflow.pyfunc.load_model("models:/titanic-survival@production")
         proba = model.predict(records)
         signature = model.metadata.signature

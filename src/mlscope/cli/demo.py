@@ -9,13 +9,13 @@ import typer
 from mlscope.cli.common import console, settings_of, user_errors
 from mlscope.cli.train import run_training
 from mlscope.cli.ui import serve_web
-from mlscope.data.loader import load_titanic
-from mlscope.tracking.client import make_client
-from mlscope.tracking.runs import list_runs
+from mlscope.config import Settings
 
 
-def _has_runs(settings: object) -> int:
+def _has_runs(settings: Settings) -> int:
     from mlscope.errors import NotFound
+    from mlscope.tracking.client import make_client
+    from mlscope.tracking.runs import list_runs
 
     try:
         return len(list_runs(make_client(settings), settings.experiment_name))
@@ -30,6 +30,10 @@ def demo(
     port: Annotated[int | None, typer.Option(help="Dashboard port.")] = None,
 ) -> None:
     """Train the four Titanic experiments, promote the best to production, serve the dashboard."""
+    from mlscope.data.loader import load_titanic
+    from mlscope.training import workers
+
+    workers.warm_up()
     settings = settings_of(ctx)
     if port:
         settings = settings.model_copy(update={"port": port})

@@ -9,8 +9,6 @@ from rich.table import Table
 
 from mlscope.cli.common import console, settings_of, user_errors
 from mlscope.errors import BadInput
-from mlscope.tracking import registry
-from mlscope.tracking.client import make_client
 
 
 def promote(
@@ -22,6 +20,9 @@ def promote(
     by: Annotated[str | None, typer.Option(help="Who (default: the current user).")] = None,
 ) -> None:
     """Point an alias at a model version and record who, when and why."""
+    from mlscope.tracking import registry
+    from mlscope.tracking.client import make_client
+
     settings = settings_of(ctx)
     with user_errors():
         if not version.isdigit():
@@ -37,6 +38,9 @@ def history(
     model: Annotated[str, typer.Argument(help="Registered model name.")],
 ) -> None:
     """Show the alias audit trail of a registered model."""
+    from mlscope.tracking import registry
+    from mlscope.tracking.client import make_client
+
     settings = settings_of(ctx)
     with user_errors():
         events = registry.alias_history(make_client(settings), model)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from mlscope.cli.common import console, settings_of, user_errors
 from mlscope.errors import BadInput
-from mlscope.tracking import registry
-from mlscope.tracking.client import make_client
-from mlscope.tracking.runs import RunRow, best_run, infer_direction, list_runs
+
+if TYPE_CHECKING:
+    from mlscope.tracking.runs import RunRow
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
@@ -32,6 +32,10 @@ def runs(
     model_name: Annotated[str | None, typer.Option(help="Registered model for version badges.")] = None,
 ) -> None:
     """List an experiment's runs, best run marked."""
+    from mlscope.tracking import registry
+    from mlscope.tracking.client import make_client
+    from mlscope.tracking.runs import best_run, infer_direction, list_runs
+
     settings = settings_of(ctx)
     with user_errors():
         if direction not in (None, "max", "min"):

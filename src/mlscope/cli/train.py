@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -11,17 +11,21 @@ from rich.table import Table
 
 from mlscope.cli.common import console, err_console, quiet_mlflow, settings_of, user_errors
 from mlscope.config import Settings
-from mlscope.data.loader import Dataset, load_csv, load_kaggle, load_titanic
 from mlscope.errors import BadInput
-from mlscope.training import runner
-from mlscope.training.experiments import ExperimentSpec, load_plan
-from mlscope.training.track import RunResult
+
+# MLflow, scikit-learn and pandas are imported inside the commands: `mlscope --help` stays fast,
+# and `train` starts its worker processes before the main process spends seconds importing MLflow.
+if TYPE_CHECKING:
+    from mlscope.data.loader import Dataset
+    from mlscope.training.experiments import ExperimentSpec
+    from mlscope.training.runner import TrainReport
+    from mlscope.training.track import RunResult
 
 STEPS = ("fit + cross-validate", "evaluate", "log model", "register")
 HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 
-class _Bars(runner.Progress):
+class _Bars:
     """Rich progress bars: one overall bar, one line for the experiment in flight."""
 
     def __init__(self, progress: Progress, total: int) -> None:
@@ -52,6 +56,8 @@ class _Bars(runner.Progress):
 def load_dataset(data: Path | None, target: str | None, kaggle: str | None, id_column: str | None,
                  features: list[str] | None, slices: list[str] | None) -> Dataset:
     """The dataset the options name: a CSV, a Kaggle dataset, or the shipped Titanic set."""
+    from mlscope.data.loader import load_csv, load_kaggle, load_titanic
+
     if data and kaggle:
         raise BadInput("give either --data or --kaggle, not both", field="data")
     if (data or kaggle) and not target:
@@ -69,7 +75,7 @@ SHORT = {"accuracy": "acc", "precision": "prec", "recall": "rec", "f1": "f1", "r
          "log_loss": "logloss"}
 
 
-def summary_table(report: runner.TrainReport, aliases: dict[str, list[str]]) -> Table:
+def summary_table(report: TrainReport, aliases: dict[str, list[str]]) -> Table:
     table = Table(title=f"Experiment '{report.experiment_name}' → model '{report.model_name}' (test split)",
                   title_justify="left", header_style="bold")
     table.add_column("")
@@ -99,8 +105,11 @@ def _cv(result: RunResult) -> str:
 
 
 def run_training(settings: Settings, dataset: Dataset, experiments: Path | None, enable: list[str] | None,
-                 only: list[str] | None, promote: bool) -> runner.TrainReport:
+                 only: list[str] | None, promote: bool) -> TrainReport:
     """Validate, train with progress bars, print the summary; shared by `train` and `demo`."""
+    from mlscope.training import runner
+    from mlscope.training.experiments import load_plan
+
     plan = load_plan(experiments or settings.experiments_file)
     specs = plan.select(enable=enable, only=only)
     if not specs:
@@ -153,6 +162,9 @@ def train(
     settings = settings_of(ctx)
     updates = {k: v for k, v in {"experiment_name": experiment_name, "model_name": model_name}.items() if v}
     settings = settings.model_copy(update=updates)
+    from mlscope.training import workers
+
+    workers.warm_up()
     with user_errors():
         dataset = load_dataset(data, target, kaggle, id_column, features, slices)
         report = run_training(settings, dataset, experiments, enable, only, promote)

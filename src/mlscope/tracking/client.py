@@ -13,20 +13,20 @@ from mlscope.config import Settings
 
 
 def make_client(settings: Settings) -> MlflowClient:
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    """A client bound to the settings' stores; the registry URI is explicit so MLflow's process-wide
+    default (possibly left by other code) never decides where versions go."""
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=registry_uri(settings))
 
 
-@contextmanager
-def use_tracking(settings: Settings) -> Iterator[None]:
-    """MLflow's fluent API (start_run, log_model) reads a global URI; set it for this block only."""
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+def registry_uri(settings: Settings) -> str:
+    return settings.registry_uri or settings.tracking_uri
+
+
+def bind_fluent_api(settings: Settings) -> None:
+    """Point MLflow's fluent API (start_run, log_model, load_model), which reads process-wide URIs,
+    at the settings' stores. Both URIs are always set together, so neither can be left stale."""
     mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.registry_uri or settings.tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+    mlflow.set_registry_uri(registry_uri(settings))
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from sklearn.model_selection import StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
 from mlscope.training import workers  # noqa: E402
+from mlscope.training.experiments import quiet_seed_deprecations  # noqa: E402
 from mlscope.training.features import aggregate_by_raw_feature, output_groups  # noqa: E402
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
@@ -74,8 +75,7 @@ class FoldScores:
 
 
 def _fit(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series) -> Pipeline:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # SVC(probability=True) is deprecated in 1.9
+    with quiet_seed_deprecations():
         return clone(pipeline).fit(X, y)
 
 

@@ -6,6 +6,8 @@ import importlib
 import re
 import tomllib
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -14,6 +16,19 @@ from typing import Any
 from sklearn.base import ClassifierMixin, clone
 
 from mlscope.errors import BadInput
+
+# PRODUCT.md fixes these seed parameters; scikit-learn 1.8/1.9 deprecate them. Only these two
+# warnings are silenced: any other deprecation reaches the user.
+_SEED_DEPRECATIONS = (r".*'penalty' was deprecated", r"The `probability` parameter was deprecated")
+
+
+@contextmanager
+def quiet_seed_deprecations() -> Iterator[None]:
+    with warnings.catch_warnings():
+        for pattern in _SEED_DEPRECATIONS:
+            warnings.filterwarnings("ignore", message=pattern, category=FutureWarning)
+        yield
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _NONE = "None"
@@ -103,8 +118,7 @@ def _instantiate(spec: ExperimentSpec) -> ClassifierMixin:
     cls = _import_class(spec.estimator, where)
     params = {key: (None if value == _NONE else value) for key, value in spec.params.items()}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
+        with quiet_seed_deprecations():
             estimator = cls(**params)
     except TypeError as exc:
         raise BadInput(f"{where}: bad parameters for {cls.__name__}: {exc}", field="params") from None

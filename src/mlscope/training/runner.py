@@ -14,13 +14,14 @@ from mlscope.config import Settings
 from mlscope.data.loader import Dataset
 from mlscope.errors import TrackingUnavailable
 from mlscope.tracking import registry
-from mlscope.tracking.client import make_client, use_tracking
+from mlscope.tracking.client import bind_fluent_api, make_client
 from mlscope.training.experiments import ExperimentPlan, ExperimentSpec
 from mlscope.training.track import RunResult, Split, log_experiment, submit_fits
 
 
 class Progress:
-    """Callbacks a front end (the CLI's progress bars) receives; the defaults do nothing."""
+    """Callbacks a front end (the CLI's progress bars) receives; the defaults do nothing.
+    Any object with these three methods will do."""
 
     def experiment_started(self, spec: ExperimentSpec) -> None: ...
     def step(self, spec: ExperimentSpec, name: str) -> None: ...
@@ -77,24 +78,24 @@ def train(
     split = Split.make(dataset, plan.split)
     jobs = [submit_fits(spec, split) for spec in specs]  # the workers fit while the store opens
     client = make_client(settings)
-    with use_tracking(settings):
-        try:
-            experiment_id = _experiment_id(client, settings.experiment_name, settings.artifact_root)
-        except MlflowException as exc:
-            raise TrackingUnavailable(f"cannot use tracking store {settings.tracking_uri}: "
-                                      f"{registry.first_line(exc)}") from None
-        report = TrainReport(settings.experiment_name, experiment_id, settings.model_name, [])
-        for spec, job in zip(specs, jobs, strict=True):
-            progress.experiment_started(spec)
-            result = log_experiment(client, experiment_id, spec, split, job,
-                                    step=lambda name, spec=spec: progress.step(spec, name))
-            if result.status == "FINISHED" and register:
-                progress.step(spec, "register")
-                _register(client, settings, result)
-            report.results.append(result)
-            progress.experiment_done(result)
-        if register:
-            _choose_best(client, settings, plan, report, promote)
+    bind_fluent_api(settings)
+    try:
+        experiment_id = _experiment_id(client, settings.experiment_name, settings.artifact_root)
+    except MlflowException as exc:
+        raise TrackingUnavailable(f"cannot use tracking store {settings.tracking_uri}: "
+                                  f"{registry.first_line(exc)}") from None
+    report = TrainReport(settings.experiment_name, experiment_id, settings.model_name, [])
+    for spec, job in zip(specs, jobs, strict=True):
+        progress.experiment_started(spec)
+        result = log_experiment(client, experiment_id, spec, split, job,
+                                step=lambda name, spec=spec: progress.step(spec, name))
+        if result.status == "FINISHED" and register:
+            progress.step(spec, "register")
+            _register(client, settings, result)
+        report.results.append(result)
+        progress.experiment_done(result)
+    if register:
+        _choose_best(client, settings, plan, report, promote)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -1,8 +1,9 @@
 """A small process pool for the k+1 fits of each experiment.
 
 Fitting is GIL-bound for these small data sets (threads gave no speed-up), so fits run in loky
-worker processes; every experiment's fits are submitted before the tracking store is opened, so
-the workers start (and import scikit-learn) while the main process opens the store."""
+worker processes. `mlscope train` starts them first thing, so they import scikit-learn while the
+main process imports MLflow, and every experiment's fits are submitted before the tracking store is
+opened."""
 
 from __future__ import annotations
 
@@ -21,6 +22,20 @@ def pool() -> Executor | None:
     from joblib.externals.loky import get_reusable_executor
 
     return get_reusable_executor(max_workers=WORKERS, timeout=120)
+
+
+def _ready() -> int:
+    import sklearn.base  # noqa: F401  - the import is the work: it is what makes a cold worker slow
+
+    return os.getpid()
+
+
+def warm_up() -> None:
+    """Start the workers now (they import scikit-learn while the caller imports MLflow)."""
+    executor = pool()
+    if executor is not None:
+        for _ in range(WORKERS):
+            executor.submit(_ready)
 
 
 class _Done:

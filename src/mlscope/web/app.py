@@ -1,7 +1,6 @@
 """The web entry point: a page listing an experiment's runs and its JSON twin under /api."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must resolve the local dependency `runs_query`.
 from datetime import datetime
 from importlib import resources
 from typing import Annotated
