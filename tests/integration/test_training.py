@@ -12,7 +12,7 @@ import pytest
 from mlscope.data.loader import load_titanic
 from mlscope.tracking import registry
 from mlscope.tracking.client import allow_model_loading, bind_fluent_api
-from mlscope.training.evaluate import METRICS
+from mlscope.training.fitting import METRICS
 
 pytestmark = pytest.mark.slow
 
@@ -177,3 +177,35 @@ def test_summary_table_marks_the_best(trained) -> None:
     for name in RUNS:
         assert name in out
     assert "Alias staging → version" in out and "Alias production → version" in out
+
+
+def test_registered_model_loads_without_mlscope_installed(runs, tmp_path: Path) -> None:
+    """The helper inside the pipeline is pickled by value: plain MLflow users need no mlscope."""
+    import subprocess
+    import sys
+
+    store, client, by_name = runs
+    version = registry.get_version(client, "titanic-survival", registry.aliases(client, "titanic-survival")["production"])
+    from mlflow.artifacts import download_artifacts
+
+    folder = Path(download_artifacts(artifact_uri=version.source, dst_path=str(tmp_path),
+                                     tracking_uri=store.uri))
+    script = f"""
+import sys
+sys.path = [p for p in sys.path if not p.endswith('/src')]
+sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]
+try:
+    import mlscope
+    raise SystemExit('mlscope is importable: the check proves nothing')
+except ImportError:
+    pass
+import cloudpickle, pandas as pd
+model = cloudpickle.load(open({str(folder / 'model.pkl')!r}, 'rb'))
+row = pd.DataFrame([{{'Pclass': 1.0, 'Sex': 'female', 'Age': None, 'SibSp': 0.0, 'Parch': 0.0, 'Fare': 100.0,
+                     'Embarked': None}}])
+print(model.predict_proba(row)[0, 1])
+assert 'mlscope' not in sys.modules
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 0.5 < float(out.stdout.strip()) <= 1.0

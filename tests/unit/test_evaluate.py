@@ -8,7 +8,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sklearn.svm import SVC
 
 from mlscope.data.loader import load_titanic
-from mlscope.training import evaluate
+from mlscope.training import evaluate, fitting
 from mlscope.training.features import build_pipeline, raw_features
 
 
@@ -37,9 +37,9 @@ def test_fairness_matches_fairlearn(seed: int) -> None:
 
 def test_score_uses_the_positive_class_probability() -> None:
     y = np.array([0, 0, 1, 1])
-    perfect = evaluate.score(y, np.array([0.1, 0.2, 0.8, 0.9]))
+    perfect = fitting.score(y, np.array([0.1, 0.2, 0.8, 0.9]))
     assert perfect["accuracy"] == 1.0 and perfect["roc_auc"] == 1.0 and perfect["log_loss"] < 0.25
-    inverted = evaluate.score(y, np.array([0.9, 0.8, 0.2, 0.1]))
+    inverted = fitting.score(y, np.array([0.9, 0.8, 0.2, 0.1]))
     assert inverted["accuracy"] == 0.0 and inverted["roc_auc"] == 0.0
 
 
@@ -70,8 +70,8 @@ def test_fit_job_returns_the_model_and_k_folds() -> None:
     X, y = raw_features(data), data.y
     from sklearn.linear_model import LogisticRegression
 
-    job = evaluate.FitJob(build_pipeline(data, LogisticRegression(max_iter=1000)), X, y, folds=3, seed=1)
+    job = fitting.FitJob(build_pipeline(data, LogisticRegression(max_iter=1000)), X, y, folds=3, seed=1)
     model, folds = job.result()
     assert model.predict_proba(X.head(2)).shape == (2, 2)
     assert folds.folds == 3 and all(len(v) == 3 for v in folds.values.values())
-    assert set(folds.summary()) == {f"cv_{m}_{s}" for m in evaluate.METRICS for s in ("mean", "std")}
+    assert set(folds.summary()) == {f"cv_{m}_{s}" for m in fitting.METRICS for s in ("mean", "std")}

@@ -107,19 +107,24 @@ def _cv(result: RunResult) -> str:
 def run_training(settings: Settings, dataset: Dataset, experiments: Path | None, enable: list[str] | None,
                  only: list[str] | None, promote: bool) -> TrainReport:
     """Validate, train with progress bars, print the summary; shared by `train` and `demo`."""
-    from mlscope.training import runner
     from mlscope.training.experiments import load_plan
+    from mlscope.training.prepare import prepare
 
     plan = load_plan(experiments or settings.experiments_file)
     specs = plan.select(enable=enable, only=only)
     if not specs:
         raise BadInput("no experiment selected (all are disabled?)", field="experiments")
+    prepared = prepare(dataset, plan.split, specs)  # the workers fit while MLflow imports
+
+    from mlscope.training import runner
+
     quiet_mlflow()
     console.print(f"Training {len(specs)} experiment(s) on [bold]{dataset.name}[/] "
                   f"({len(dataset.frame)} rows) into {settings.tracking_uri}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
-        report = runner.train(settings, dataset, plan, specs, promote=promote, progress=_Bars(progress, len(specs)))
+        report = runner.train(settings, prepared, plan.selection, promote=promote,
+                              progress=_Bars(progress, len(specs)))
     from mlscope.tracking import registry
     from mlscope.tracking.client import make_client
 

@@ -11,12 +11,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlscope.config import Settings
-from mlscope.data.loader import Dataset
 from mlscope.errors import TrackingUnavailable
 from mlscope.tracking import registry
 from mlscope.tracking.client import bind_fluent_api, make_client
-from mlscope.training.experiments import ExperimentPlan, ExperimentSpec
-from mlscope.training.track import RunResult, Split, log_experiment, submit_fits
+from mlscope.training.experiments import ExperimentSpec, SelectionRule
+from mlscope.training.prepare import Prepared
+from mlscope.training.track import RunResult, log_experiment
 
 
 class Progress:
@@ -64,19 +64,18 @@ def _experiment_id(client: MlflowClient, name: str, artifact_root: str | None) -
 
 def train(
     settings: Settings,
-    dataset: Dataset,
-    plan: ExperimentPlan,
-    specs: list[ExperimentSpec],
+    prepared: Prepared,
+    selection: SelectionRule,
     *,
     promote: bool = False,
     register: bool = True,
     progress: Progress | None = None,
 ) -> TrainReport:
-    """Train `specs` on `dataset` into MLflow; register each model and move aliases by the plan's rule."""
+    """Log the prepared experiments to MLflow (their fits are already running), register each model
+    and move the aliases by `selection`."""
     progress = progress or Progress()
     started = time.perf_counter()
-    split = Split.make(dataset, plan.split)
-    jobs = [submit_fits(spec, split) for spec in specs]  # the workers fit while the store opens
+    split = prepared.split
     client = make_client(settings)
     bind_fluent_api(settings)
     try:
@@ -85,7 +84,7 @@ def train(
         raise TrackingUnavailable(f"cannot use tracking store {settings.tracking_uri}: "
                                   f"{registry.first_line(exc)}") from None
     report = TrainReport(settings.experiment_name, experiment_id, settings.model_name, [])
-    for spec, job in zip(specs, jobs, strict=True):
+    for spec, job in zip(prepared.specs, prepared.jobs, strict=True):
         progress.experiment_started(spec)
         result = log_experiment(client, experiment_id, spec, split, job,
                                 step=lambda name, spec=spec: progress.step(spec, name))
@@ -95,7 +94,7 @@ def train(
         report.results.append(result)
         progress.experiment_done(result)
     if register:
-        _choose_best(client, settings, plan, report, promote)
+        _choose_best(client, settings, selection, report, promote)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -111,11 +110,10 @@ def _register(client: MlflowClient, settings: Settings, result: RunResult) -> No
     result.version = str(version.version)
 
 
-def _choose_best(client: MlflowClient, settings: Settings, plan: ExperimentPlan, report: TrainReport,
+def _choose_best(client: MlflowClient, settings: Settings, rule: SelectionRule, report: TrainReport,
                  promote: bool) -> None:
     if not any(r.version for r in report.results):
         return
-    rule = plan.selection
     found = registry.best_version(client, settings.model_name, rule)
     if found is None:
         return

@@ -19,13 +19,12 @@ import sklearn
 from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
-from sklearn.model_selection import train_test_split
 
 import mlscope
 from mlscope.data.loader import Dataset
-from mlscope.training import evaluate
-from mlscope.training.experiments import ExperimentSpec, SplitSpec
-from mlscope.training.features import build_pipeline, raw_features
+from mlscope.training import evaluate, fitting
+from mlscope.training.experiments import ExperimentSpec
+from mlscope.training.prepare import Split
 
 # Saving the model with cloudpickle, not skops: MLflow 3 gates *every* sklearn format behind
 # MLFLOW_ALLOW_PICKLE_DESERIALIZATION (skops' trusted-type list is read from the model itself, so it
@@ -33,30 +32,6 @@ from mlscope.training.features import build_pipeline, raw_features
 # re-loads the file to check it. cloudpickle is faster and accepts any estimator a TOML file names.
 SERIALIZATION = "cloudpickle"
 StepHook = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Split:
-    """The hold-out split shared by every run of one training session."""
-
-    dataset: Dataset
-    spec: SplitSpec
-    X_train: pd.DataFrame
-    X_test: pd.DataFrame
-    y_train: pd.Series
-    y_test: pd.Series
-
-    @classmethod
-    def make(cls, dataset: Dataset, spec: SplitSpec) -> Split:
-        X = raw_features(dataset)
-        X_train, X_test, y_train, y_test = train_test_split(
-            X, dataset.y, test_size=spec.test_size, stratify=dataset.y, random_state=spec.random_state
-        )
-        return cls(dataset, spec, X_train, X_test, y_train, y_test)
-
-    @property
-    def test_ids(self) -> pd.Series:
-        return self.dataset.ids.loc[self.X_test.index]
 
 
 @dataclass
@@ -132,7 +107,7 @@ def _tags(spec: ExperimentSpec, dataset: Dataset) -> dict[str, str]:
 
 
 def _write_artifacts(spec: ExperimentSpec, split: Split, pipeline: object, proba: np.ndarray,
-                     folds: evaluate.FoldScores, folder: Path) -> dict[str, float]:
+                     folds: fitting.FoldScores, folder: Path) -> dict[str, float]:
     """Write every artifact file into `folder`; return the fairness metrics to log."""
     y_test = split.y_test.to_numpy()
     y_pred = (proba >= 0.5).astype(int)
@@ -172,14 +147,8 @@ def _write_artifacts(spec: ExperimentSpec, split: Split, pipeline: object, proba
     return fairness_metrics
 
 
-def submit_fits(spec: ExperimentSpec, split: Split) -> evaluate.FitJob:
-    """Start fitting one experiment's model and its cross-validation folds in the background."""
-    pipeline = build_pipeline(split.dataset, spec.build())
-    return evaluate.FitJob(pipeline, split.X_train, split.y_train, split.spec.cv_folds, split.spec.random_state)
-
-
 def log_experiment(
-    client: MlflowClient, experiment_id: str, spec: ExperimentSpec, split: Split, job: evaluate.FitJob,
+    client: MlflowClient, experiment_id: str, spec: ExperimentSpec, split: Split, job: fitting.FitJob,
     step: StepHook,
 ) -> RunResult:
     """Train and log one experiment. Never raises for a failing model: the run ends FAILED with
@@ -206,15 +175,15 @@ def log_experiment(
     return result
 
 
-def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split: Split, job: evaluate.FitJob,
+def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split: Split, job: fitting.FitJob,
                   result: RunResult, step: StepHook) -> None:
     now = int(time.time() * 1000)
     client.log_batch(run_id, params=[Param(k, v) for k, v in _params(spec, split, spec.build()).items()])
 
     step("fit + cross-validate")
     pipeline, folds = job.result()
-    proba = evaluate.positive_proba(pipeline, split.X_test)
-    test_metrics = evaluate.score(split.y_test.to_numpy(), proba)
+    proba = fitting.positive_proba(pipeline, split.X_test)
+    test_metrics = fitting.score(split.y_test.to_numpy(), proba)
 
     step("evaluate")
     with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:

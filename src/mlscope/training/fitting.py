@@ -1,0 +1,91 @@
+"""Fitting and scoring: the work that runs in the worker processes. Kept light (no matplotlib, no
+MLflow) because every worker imports it."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from mlscope.training import workers
+from mlscope.training.experiments import quiet_seed_deprecations
+
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+
+
+def score(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """The six headline metrics for positive-class probabilities."""
+    y_pred = (proba >= threshold).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined precision on a degenerate fold is reported as 0
+        return {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+            "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+            "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+            "roc_auc": float(roc_auc_score(y_true, proba)) if len(np.unique(y_true)) == 2 else float("nan"),
+            "log_loss": float(log_loss(y_true, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        }
+
+
+def positive_proba(model: Any, X: pd.DataFrame) -> np.ndarray:
+    """Probability of class 1, whatever order the estimator keeps its classes in."""
+    proba = model.predict_proba(X)
+    classes = list(model.classes_)
+    return proba[:, classes.index(1)]
+
+
+@dataclass(frozen=True)
+class FoldScores:
+    """Per-fold cross-validation metrics; fold k uses the same rows in every run with the same seed."""
+
+    folds: int
+    seed: int
+    values: dict[str, list[float]]
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, values in self.values.items():
+            out[f"cv_{name}_mean"] = float(np.mean(values))
+            out[f"cv_{name}_std"] = float(np.std(values, ddof=1))
+        return out
+
+
+def _fit(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series) -> Pipeline:
+    with quiet_seed_deprecations():
+        return clone(pipeline).fit(X, y)
+
+
+def _fit_and_score(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, train_idx: np.ndarray,
+                   test_idx: np.ndarray) -> dict[str, float]:
+    model = _fit(pipeline, X.iloc[train_idx], y.iloc[train_idx])
+    return score(y.iloc[test_idx].to_numpy(), positive_proba(model, X.iloc[test_idx]))
+
+
+class FitJob:
+    """The k+1 fits of one experiment in flight on the worker pool: the model on the whole
+    training split and k cross-validation folds. Submitting every experiment's job up front lets
+    the workers fit the next model while the main process logs the previous one."""
+
+    def __init__(self, pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, seed: int) -> None:
+        self.folds, self.seed = folds, seed
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        calls = [(_fit, (pipeline, X, y))]
+        calls += [(_fit_and_score, (pipeline, X, y, tr, te)) for tr, te in splitter.split(X, y)]
+        self._futures = workers.submit_all(calls)
+
+    def result(self) -> tuple[Pipeline, FoldScores]:
+        """Wait for the fits; the fitted model and the fold scores. Re-raises a fit's error."""
+        fitted, *outcomes = [future.result() for future in self._futures]
+        values: dict[str, list[float]] = {name: [] for name in METRICS}
+        for fold in outcomes:
+            for name, value in fold.items():
+                values[name].append(value)
+        return fitted, FoldScores(folds=self.folds, seed=self.seed, values=values)
