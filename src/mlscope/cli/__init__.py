@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mlscope import __version__
-from mlscope.cli import demo, registry, runs, train, ui
+from mlscope.cli import demo, explain, registry, runs, train, ui
 from mlscope.config import load_settings
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ def main_options(
 
 app.command()(train.train)
 app.command()(runs.runs)
+app.command()(explain.explain)
 app.command()(registry.promote)
 app.command()(registry.history)
 app.command()(ui.ui)

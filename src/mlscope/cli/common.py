@@ -23,7 +23,11 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def quiet_mlflow() -> None:
-    """MLflow logs table migrations and format advice at INFO/WARNING; the CLI shows its own output."""
+    """MLflow logs table migrations and format advice at INFO/WARNING and draws download bars; the
+    CLI shows its own output."""
+    import os
+
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # MLflow reads only this variable
     for name in ("mlflow", "alembic", "mlflow.sklearn", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from mlscope.training.runner import TrainReport
     from mlscope.training.track import RunResult
 
-STEPS = ("fit + cross-validate", "evaluate", "log model", "register")
+STEPS = ("fit + cross-validate", "evaluate", "log model", "explain", "register")
 HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 
@@ -114,7 +114,7 @@ def run_training(settings: Settings, dataset: Dataset, experiments: Path | None,
     specs = plan.select(enable=enable, only=only)
     if not specs:
         raise BadInput("no experiment selected (all are disabled?)", field="experiments")
-    prepared = prepare(dataset, plan.split, specs)  # the workers fit while MLflow imports
+    prepared = prepare(dataset, plan.split, specs, plan.explain)  # the workers fit while MLflow imports
 
     from mlscope.training import runner
 

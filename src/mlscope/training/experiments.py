@@ -73,6 +73,15 @@ class SplitSpec:
 
 
 @dataclass(frozen=True)
+class ExplainSpec:
+    """Shapley explanation of the test split logged with every run."""
+
+    enabled: bool = True
+    background_size: int = 100
+    background_seed: int = 42
+
+
+@dataclass(frozen=True)
 class ExperimentPlan:
     """Everything a TOML file declares."""
 
@@ -80,6 +89,7 @@ class ExperimentPlan:
     experiments: list[ExperimentSpec]
     selection: SelectionRule = field(default_factory=SelectionRule)
     split: SplitSpec = field(default_factory=SplitSpec)
+    explain: ExplainSpec = field(default_factory=ExplainSpec)
 
     def select(self, enable: list[str] | None = None, only: list[str] | None = None) -> list[ExperimentSpec]:
         """The experiments to run: enabled ones plus `enable`, or exactly `only`."""
@@ -172,6 +182,16 @@ def _split(raw: dict[str, Any], source: str) -> SplitSpec:
     return split
 
 
+def _explain(raw: dict[str, Any], source: str) -> ExplainSpec:
+    unknown = set(raw) - {"enabled", "background_size", "background_seed"}
+    if unknown:
+        raise BadInput(f"{source}: unknown key(s) in [explain]: {', '.join(sorted(unknown))}", field="explain")
+    spec = ExplainSpec(**raw)
+    if not isinstance(spec.background_size, int) or spec.background_size < 1:
+        raise BadInput(f"{source}: [explain] background_size must be a positive integer", field="explain")
+    return spec
+
+
 def load_plan(path: Path | None = None) -> ExperimentPlan:
     """Parse and validate an experiments TOML file; every estimator is built once to check it."""
     path = path or default_experiments_path()
@@ -197,4 +217,5 @@ def load_plan(path: Path | None = None) -> ExperimentPlan:
         experiments=specs,
         selection=_selection(raw.get("selection", {}), source),
         split=_split(raw.get("split", {}), source),
+        explain=_explain(raw.get("explain", {}), source),
     )

@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 
 from mlscope.data.loader import Dataset
 from mlscope.training.fitting import FitJob
-from mlscope.training.experiments import ExperimentSpec, SplitSpec
+from mlscope.training.experiments import ExperimentSpec, ExplainSpec, SplitSpec
 from mlscope.training.features import build_pipeline, raw_features
 
 
@@ -45,9 +45,11 @@ class Prepared:
     split: Split
     specs: list[ExperimentSpec]
     jobs: list[FitJob]
+    explain: ExplainSpec = ExplainSpec()
 
 
-def prepare(dataset: Dataset, split_spec: SplitSpec, specs: list[ExperimentSpec]) -> Prepared:
+def prepare(dataset: Dataset, split_spec: SplitSpec, specs: list[ExperimentSpec],
+            explain: ExplainSpec | None = None) -> Prepared:
     """Split the data and submit every experiment's full fit + cross-validation folds at once."""
     split = Split.make(dataset, split_spec)
     jobs = [
@@ -55,4 +57,4 @@ def prepare(dataset: Dataset, split_spec: SplitSpec, specs: list[ExperimentSpec]
                split_spec.random_state)
         for spec in specs
     ]
-    return Prepared(split, list(specs), jobs)
+    return Prepared(split, list(specs), jobs, explain or ExplainSpec())

@@ -86,7 +86,7 @@ def train(
     report = TrainReport(settings.experiment_name, experiment_id, settings.model_name, [])
     for spec, job in zip(prepared.specs, prepared.jobs, strict=True):
         progress.experiment_started(spec)
-        result = log_experiment(client, experiment_id, spec, split, job,
+        result = log_experiment(client, experiment_id, spec, split, job, prepared.explain,
                                 step=lambda name, spec=spec: progress.step(spec, name))
         if result.status == "FINISHED" and register:
             progress.step(spec, "register")

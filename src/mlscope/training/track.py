@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -22,8 +23,10 @@ from mlflow.tracking import MlflowClient
 
 import mlscope
 from mlscope.data.loader import Dataset
-from mlscope.training import evaluate, fitting
-from mlscope.training.experiments import ExperimentSpec
+from mlscope.explain import artifacts as explain_artifacts
+from mlscope.explain.shapley import explain_rows, sample_background
+from mlscope.training import evaluate, fitting, workers
+from mlscope.training.experiments import ExperimentSpec, ExplainSpec
 from mlscope.training.prepare import Split
 
 # Saving the model with cloudpickle, not skops: MLflow 3 gates *every* sklearn format behind
@@ -149,7 +152,7 @@ def _write_artifacts(spec: ExperimentSpec, split: Split, pipeline: object, proba
 
 def log_experiment(
     client: MlflowClient, experiment_id: str, spec: ExperimentSpec, split: Split, job: fitting.FitJob,
-    step: StepHook,
+    explain: ExplainSpec, step: StepHook,
 ) -> RunResult:
     """Train and log one experiment. Never raises for a failing model: the run ends FAILED with
     the error in the `mlscope.error` tag."""
@@ -160,7 +163,7 @@ def log_experiment(
                               tags=_tags(spec, split.dataset)) as run:
             result.run_id = run.info.run_id
             try:
-                _log_run_body(client, run.info.run_id, spec, split, job, result, step)
+                _log_run_body(client, run.info.run_id, spec, split, job, explain, result, step)
             except Exception as exc:  # the model itself failed: record it, let the others run
                 message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:4000]
                 client.set_tag(run.info.run_id, "mlscope.error", message)
@@ -176,7 +179,7 @@ def log_experiment(
 
 
 def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split: Split, job: fitting.FitJob,
-                  result: RunResult, step: StepHook) -> None:
+                  explain: ExplainSpec, result: RunResult, step: StepHook) -> None:
     now = int(time.time() * 1000)
     client.log_batch(run_id, params=[Param(k, v) for k, v in _params(spec, split, spec.build()).items()])
 
@@ -184,6 +187,9 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
     pipeline, folds = job.result()
     proba = fitting.positive_proba(pipeline, split.X_test)
     test_metrics = fitting.score(split.y_test.to_numpy(), proba)
+    background = sample_background(split.X_train, explain.background_size, explain.background_seed)
+    explaining = workers.submit_all([(explain_rows, (pipeline, background, explain.background_seed, split.X_test,
+                                                     split.test_ids.tolist()))])[0] if explain.enabled else None
 
     step("evaluate")
     with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
@@ -216,3 +222,24 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
     )
     result.model_uri = info.model_uri
     result.metrics = {**test_metrics, **folds.summary()}
+
+    if explaining is not None:
+        step("explain")
+        _log_explanation(client, run_id, spec, explaining, background)
+
+
+def _log_explanation(client: MlflowClient, run_id: str, spec: ExperimentSpec, explaining: Any,
+                     background: pd.DataFrame) -> None:
+    """The test split's Shapley values + summary plots under `explanations/`. A model the engine
+    cannot explain keeps its run FINISHED, with the reason in `mlscope.explain_error`."""
+    try:
+        explanation = explaining.result()
+    except Exception as exc:  # noqa: BLE001 - reported on the run, training goes on
+        client.set_tag(run_id, "mlscope.explain_error", f"{type(exc).__name__}: {exc}".splitlines()[0][:4000])
+        return
+    with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
+        folder = Path(tmp)
+        explain_artifacts.write(explanation, background, folder)
+        explain_artifacts.plot_importance(explanation, f"{spec.title}: mean |SHAP|", folder / "shap_importance.png")
+        explain_artifacts.plot_beeswarm(explanation, f"{spec.title}: SHAP values", folder / "shap_beeswarm.png")
+        client.log_artifacts(run_id, str(folder), artifact_path=explain_artifacts.FOLDER)

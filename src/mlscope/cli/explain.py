@@ -1,0 +1,92 @@
+"""`mlscope explain`: Shapley contributions of a run's model, as a readable table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mlscope.cli.common import console, settings_of, user_errors
+from mlscope.errors import BadInput
+
+
+def _records(text: str) -> list[dict[str, Any]]:
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"--input is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
+                       field="input") from None
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+def _metadata_line(meta: dict[str, Any], cached: bool) -> str:
+    kind = "exact" if meta.get("exact") else "APPROXIMATE"
+    return (f"{kind}: {meta.get('algorithm')}; background {meta.get('background_size')} rows (seed "
+            f"{meta.get('background_seed')}); max additivity error {meta.get('max_additivity_error', 0):.1e}; "
+            f"computed in {meta.get('seconds', 0):.2f}s" + (" (cached artifact)" if cached else ""))
+
+
+def explain(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run whose model to explain.")],
+    row: Annotated[int | None, typer.Option(help="Position of a test row to explain (0-based).")] = None,
+    input_json: Annotated[str | None, typer.Option("--input", help="JSON record (or list) of raw features.")] = None,
+    data: Annotated[Path | None, typer.Option(help="CSV of rows to explain (runs without a logged explanation).")] = None,
+) -> None:
+    """Show a run's Shapley explanation: global importance, one test row, or custom input."""
+    from mlscope.cli.common import quiet_mlflow
+    from mlscope.explain import views
+    from mlscope.explain.service import explain_run
+
+    quiet_mlflow()
+    settings = settings_of(ctx)
+    with user_errors():
+        if row is not None and input_json is not None:
+            raise BadInput("give either --row or --input, not both", field="row")
+        frame = None
+        if data is not None:
+            from mlscope.data.loader import _read_csv
+
+            frame = _read_csv(data)
+        records = _records(input_json) if input_json is not None else None
+        explanation, cached = explain_run(settings, run_id, records=records, data=frame)
+        if records is None and row is None:
+            console.print(f"Global importance of run {run_id} ({len(explanation.row_ids)} rows)")
+            table = Table(header_style="bold")
+            table.add_column("feature")
+            table.add_column("mean |SHAP|", justify="right")
+            for item in views.global_importance(explanation):
+                table.add_row(item["feature"], f"{item['mean_abs_shap']:.4f}")
+            console.print(table)
+        else:
+            positions = [row] if row is not None else list(range(len(explanation.row_ids)))
+            for position in positions:
+                if not 0 <= position < len(explanation.row_ids):
+                    raise BadInput(f"--row must be between 0 and {len(explanation.row_ids) - 1}", field="row")
+                console.print(_waterfall_table(views.waterfall(explanation, position)))
+        console.print(_metadata_line(explanation.metadata, cached), highlight=False)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "missing"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _waterfall_table(data: dict[str, Any]) -> Table:
+    table = Table(title=f"Row {data['row_id']}: P(class 1) = {data['output']:.4f}  "
+                        f"(base value {data['base_value']:.4f})", title_justify="left", header_style="bold")
+    table.add_column("feature")
+    table.add_column("value")
+    table.add_column("contribution", justify="right")
+    table.add_column("")
+    scale = max((abs(c["shap"]) for c in data["contributions"]), default=0) or 1.0
+    for item in data["contributions"]:
+        bar = "█" * max(1, round(12 * abs(item["shap"]) / scale)) if item["shap"] else ""
+        colour = "green" if item["shap"] > 0 else "red"
+        table.add_row(item["feature"], _fmt(item["value"]), f"{item['shap']:+.4f}", f"[{colour}]{bar}[/]")
+    table.add_row("[bold]sum[/]", "", f"{sum(c['shap'] for c in data['contributions']):+.4f}", "")
+    return table

@@ -1,0 +1,143 @@
+"""Explanations of any run's model, on demand, cached as run artifacts (computed once)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mlscope.config import Settings
+from mlscope.errors import BadInput, NotFound
+from mlscope.explain import artifacts
+from mlscope.explain.shapley import DEFAULT_BACKGROUND, DEFAULT_SEED, Explanation, ShapleyExplainer, sample_background
+from mlscope.tracking.client import allow_model_loading, bind_fluent_api, make_client
+
+
+def _get_run(client: MlflowClient, run_id: str) -> Any:
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise NotFound(f"run '{run_id}' not found", field="run_id") from None
+        raise
+
+
+def _download_json(client: MlflowClient, run_id: str, name: str) -> dict[str, Any] | None:
+    path = f"{artifacts.FOLDER}/{name}.json"
+    listed = {a.path for a in client.list_artifacts(run_id, artifacts.FOLDER)}
+    if path not in listed:
+        return None
+    with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
+        local = client.download_artifacts(run_id, path, tmp)
+        return json.loads(Path(local).read_text())
+
+
+def _log_json(client: MlflowClient, run_id: str, payload: dict[str, Any], name: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
+        path = Path(tmp) / f"{name}.json"
+        path.write_text(json.dumps(payload))
+        client.log_artifact(run_id, str(path), artifact_path=artifacts.FOLDER)
+
+
+def stored_explanation(client: MlflowClient, run_id: str, name: str = artifacts.TEST_SPLIT
+                       ) -> tuple[Explanation, pd.DataFrame] | None:
+    """A logged explanation of the run, or None."""
+    payload = _download_json(client, run_id, name)
+    return artifacts.from_json(payload) if payload is not None else None
+
+
+def load_model(settings: Settings, run_id: str) -> Any:
+    """The run's sklearn model (mlscope's or any `mlflow.sklearn` model, e.g. from autolog)."""
+    import mlflow.sklearn
+
+    bind_fluent_api(settings)
+    with allow_model_loading(settings):
+        try:
+            return mlflow.sklearn.load_model(f"runs:/{run_id}/model")
+        except (MlflowException, OSError) as exc:
+            message = str(getattr(exc, "message", exc)).strip().splitlines()[0]
+            raise BadInput(f"run '{run_id}' has no loadable scikit-learn model at 'model': {message}",
+                           field="run_id") from None
+
+
+def model_features(model: Any, fallback: list[str]) -> list[str]:
+    names = getattr(model, "feature_names_in_", None)
+    return [str(n) for n in names] if names is not None else list(fallback)
+
+
+def coerce_rows(records: list[dict[str, Any]], features: list[str], like: pd.DataFrame) -> pd.DataFrame:
+    """User records (any key case, missing keys allowed) as a frame typed like `like`."""
+    lookup = {f.lower(): f for f in features}
+    rows = []
+    for number, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise BadInput(f"input row {number} must be a JSON object of feature values", field="input")
+        unknown = [k for k in record if k.lower() not in lookup]
+        if unknown:
+            raise BadInput(f"unknown feature(s) {', '.join(unknown)}; the model takes {', '.join(features)}",
+                           field="input")
+        rows.append({lookup[k.lower()]: v for k, v in record.items()})
+    frame = pd.DataFrame(rows, columns=features)
+    for feature in features:
+        if feature in like and pd.api.types.is_numeric_dtype(like[feature]):
+            try:
+                frame[feature] = pd.to_numeric(frame[feature], errors="raise").astype("float64")
+            except (TypeError, ValueError):
+                raise BadInput(f"feature '{feature}' must be a number or null", field=feature) from None
+        else:
+            frame[feature] = frame[feature].astype(object).where(frame[feature].notna(), np.nan)
+    return frame
+
+
+def _cache_name(rows: pd.DataFrame, background: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    digest.update(rows.to_json(orient="split", double_precision=15).encode())
+    digest.update(background.to_json(orient="split", double_precision=15).encode())
+    return f"custom-{digest.hexdigest()[:16]}"
+
+
+def explain_run(settings: Settings, run_id: str, *, records: list[dict[str, Any]] | None = None,
+                data: pd.DataFrame | None = None, background_size: int = DEFAULT_BACKGROUND,
+                seed: int = DEFAULT_SEED) -> tuple[Explanation, bool]:
+    """Explain a run's model: its test data (no `records`) or custom rows. Returns (explanation,
+    cached?) — results are stored as run artifacts and read back instead of recomputed.
+
+    Background and test rows come from the run's logged explanation (mlscope runs), else from
+    `data` (any run: the rows to explain and a fixed-seed background sample)."""
+    client = make_client(settings)
+    _get_run(client, run_id)
+    stored = stored_explanation(client, run_id)
+    if records is None and stored is not None:
+        return stored[0], True
+    if stored is not None:
+        background = stored[1]
+    elif data is not None:
+        background = sample_background(data, background_size, seed)
+    else:
+        raise BadInput(f"run '{run_id}' has no logged explanation; give data to explain it (--data file.csv)",
+                       field="data")
+    model = load_model(settings, run_id)
+    features = [f for f in model_features(model, list(background.columns))]
+    missing = [f for f in features if f not in background.columns]
+    if missing:
+        raise BadInput(f"data lacks the model's feature(s): {', '.join(missing)}", field="data")
+    background = background[features]
+    if records is None:
+        rows, name, ids = data[features], artifacts.TEST_SPLIT, list(range(len(data)))
+    else:
+        rows = coerce_rows(records, features, background)
+        name, ids = _cache_name(rows, background), list(range(len(rows)))
+        cached = _download_json(client, run_id, name)
+        if cached is not None:
+            return artifacts.from_json(cached)[0], True
+    explanation = ShapleyExplainer(model, background, background_seed=seed).explain(rows, ids)
+    explanation.metadata["run_id"] = run_id
+    _log_json(client, run_id, artifacts.to_json(explanation, background), name)
+    return explanation, False
