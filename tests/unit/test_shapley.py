@@ -194,3 +194,28 @@ def test_artifact_round_trip_and_views(titanic_models, tmp_path) -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported explanation format"):
         artifacts.from_json({"format": "mlscope.shap/99"})
+
+
+@pytest.mark.parametrize("name", ["rf-baseline", "rf-tuned"])
+def test_forest_fast_path_reproduces_predict_proba(titanic_models, name: str) -> None:
+    from mlscope.explain.model_eval import _forest_proba
+
+    split, models = titanic_models
+    encoded = models[name].named_steps["preprocess"].transform(split.X_test)
+    forest = models[name].named_steps["model"]
+    assert np.abs(_forest_proba(forest)(encoded) - forest.predict_proba(encoded)).max() <= 1e-12
+
+
+def test_one_explainer_serves_new_values_without_changing_old_codes(titanic_models) -> None:
+    split, models = titanic_models
+    background = sample_background(split.X_train, 30)
+    explainer = ShapleyExplainer(models["svm"], background)
+    unseen = pd.DataFrame([{"Pclass": 2.0, "Sex": "female", "Age": 123.5, "SibSp": 9.0, "Parch": 0.0,
+                            "Fare": 512.3292, "Embarked": "Z"}])
+    first = explainer.explain(unseen)
+    again = explainer.explain(split.X_test.iloc[:3])  # after the codebook grew for the unseen row
+    fresh = ShapleyExplainer(models["svm"], background).explain(split.X_test.iloc[:3])
+    assert np.abs(again.values - fresh.values).max() <= 1e-12
+    assert first.additivity_errors.max() <= 1e-9
+    expected = brute_force(lambda frame: models["svm"].predict_proba(frame)[:, 1], unseen, background)
+    assert np.abs(first.values - expected).max() <= 1e-9

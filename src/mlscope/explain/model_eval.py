@@ -35,19 +35,38 @@ class Codebook:
             values = pd.concat([frame[feature] for frame in frames], ignore_index=True)
             self.uniques.append(pd.Index(pd.unique(values.astype(object)), dtype=object))
 
+    def extend(self, frame: pd.DataFrame) -> Codebook:
+        """A codebook with `frame`'s unseen values appended: every existing code keeps its meaning."""
+        grown = Codebook.__new__(Codebook)
+        grown.features, grown.dtypes, grown.uniques = self.features, self.dtypes, []
+        for j, feature in enumerate(self.features):
+            codes = self._codes(j, frame[feature])
+            new = frame[feature][codes < 0].astype(object)
+            fresh = [v for v in pd.unique(new) if not (pd.isna(v) and self._nan_code(j) is not None)]
+            grown.uniques.append(self.uniques[j].append(pd.Index(fresh, dtype=object)) if fresh else self.uniques[j])
+        return grown
+
+    def _nan_code(self, j: int) -> int | None:
+        positions = [i for i, u in enumerate(self.uniques[j]) if not isinstance(u, str) and pd.isna(u)]
+        return positions[0] if positions else None
+
+    def _codes(self, j: int, column: pd.Series) -> np.ndarray:
+        values = column.astype(object)
+        codes = self.uniques[j].get_indexer(values)
+        missing = values.isna().to_numpy()
+        if missing.any():
+            nan_code = self._nan_code(j)
+            codes[missing] = -1 if nan_code is None else nan_code
+        return codes
+
     @property
     def cardinalities(self) -> np.ndarray:
         return np.array([len(u) for u in self.uniques], dtype=np.int64)
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         columns = []
-        for feature, uniques in zip(self.features, self.uniques, strict=True):
-            values = frame[feature].astype(object)
-            codes = uniques.get_indexer(values)
-            missing = values.isna().to_numpy()
-            if missing.any():
-                nan_positions = [i for i, u in enumerate(uniques) if pd.isna(u)]
-                codes[missing] = nan_positions[0]
+        for j, feature in enumerate(self.features):
+            codes = self._codes(j, frame[feature])
             if (codes < 0).any():
                 raise ValueError(f"value of {feature} not in the codebook")
             columns.append(codes)
@@ -77,6 +96,9 @@ class RawEvaluator:
 
     def __init__(self, codebook: Codebook, predict: Callable[[pd.DataFrame], np.ndarray]) -> None:
         self.codebook, self.predict = codebook, predict
+
+    def extended(self, codebook: Codebook) -> RawEvaluator:
+        return RawEvaluator(codebook, self.predict)
 
     def __call__(self, codes: np.ndarray) -> np.ndarray:
         out = np.empty(len(codes))
@@ -116,21 +138,63 @@ def block_layout(model: Any, features: list[str]) -> list[tuple[str, Any]] | Non
     return layout
 
 
+def _forest_proba(forest: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """RandomForest/ExtraTrees predict_proba without scikit-learn's per-tree dispatch (joblib call,
+    input validation, config context — most of the time for a few thousand rows). Each leaf's class
+    proportions are normalised once, exactly as scikit-learn normalises each row that lands in that
+    leaf, and trees are summed in the same order: the same numbers (tested to 1e-12)."""
+    n_classes = int(forest.n_classes_)
+    trees = []
+    for estimator in forest.estimators_:
+        values = estimator.tree_.value[:, 0, :n_classes].astype(float)
+        normalizer = values.sum(axis=1)[:, None]
+        normalizer[normalizer == 0.0] = 1.0
+        trees.append((estimator.tree_, values / normalizer))
+
+    def proba(matrix: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(matrix, dtype=np.float32)
+        total = np.zeros((len(X), n_classes))
+        for tree, leaf_proba in trees:
+            total += leaf_proba[tree.apply(X)]
+        return total / len(trees)
+
+    return proba
+
+
+def _is_plain_forest(estimator: Any) -> bool:
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+    return (type(estimator) in (RandomForestClassifier, ExtraTreesClassifier)
+            and getattr(estimator, "n_outputs_", 1) == 1 and hasattr(estimator, "estimators_"))
+
+
 class BlockEvaluator:
     """mlscope's per-feature pipelines: encode each distinct value once, run only the estimator."""
 
     name = "feature-blocks"
 
-    def __init__(self, codebook: Codebook, model: Pipeline, layout: list[tuple[str, Any]]) -> None:
+    def __init__(self, codebook: Codebook, model: Pipeline, layout: list[tuple[str, Any]],
+                 previous: BlockEvaluator | None = None) -> None:
+        self.model, self.layout = model, layout
         self.estimator = model.steps[-1][1]
         self.positive = positive_class_index(self.estimator)
+        self.proba = (previous.proba if previous is not None
+                      else _forest_proba(self.estimator) if _is_plain_forest(self.estimator)
+                      else self.estimator.predict_proba)
         self.blocks: list[tuple[int, np.ndarray]] = []
-        for feature, transformer in layout:
+        for position, (feature, transformer) in enumerate(layout):
             j = codebook.features.index(feature)
-            values = codebook.column(j, np.arange(len(codebook.uniques[j]))).to_frame()
-            block = transformer.transform(values)
-            block = block.toarray() if hasattr(block, "toarray") else np.asarray(block, dtype=float)
-            self.blocks.append((j, block.astype(float)))
+            done = previous.blocks[position][1] if previous is not None else np.zeros((0, 0))
+            todo = np.arange(len(done), len(codebook.uniques[j]))
+            if len(todo):
+                block = transformer.transform(codebook.column(j, todo).to_frame())
+                block = block.toarray() if hasattr(block, "toarray") else np.asarray(block, dtype=float)
+                done = np.vstack([done, block.astype(float)]) if len(done) else block.astype(float)
+            self.blocks.append((j, done))
+
+    def extended(self, codebook: Codebook) -> BlockEvaluator:
+        """Encode only the values `codebook` added; the blocks of known values are reused."""
+        return BlockEvaluator(codebook, self.model, self.layout, previous=self)
 
     def encode(self, codes: np.ndarray) -> np.ndarray:
         return np.hstack([block[codes[:, j]] for j, block in self.blocks])
@@ -139,5 +203,5 @@ class BlockEvaluator:
         out = np.empty(len(codes))
         for start in range(0, len(codes), CHUNK_ROWS):
             chunk = codes[start:start + CHUNK_ROWS]
-            out[start:start + len(chunk)] = self.estimator.predict_proba(self.encode(chunk))[:, self.positive]
+            out[start:start + len(chunk)] = self.proba(self.encode(chunk))[:, self.positive]
         return out

@@ -14,6 +14,7 @@ exactly, the values carry sampling error. The output says which."""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -62,6 +63,7 @@ def sample_background(frame: pd.DataFrame, size: int = DEFAULT_BACKGROUND, seed:
     return frame.sample(n=size, random_state=seed)
 
 
+@functools.cache
 def shapley_weights(m: int) -> np.ndarray:
     """W (2^m x m) with phi = V @ W for V[:, mask] = v(coalition mask)."""
     weights = np.zeros((1 << m, m))
@@ -96,23 +98,36 @@ class ShapleyExplainer:
         self.max_exact_features = max_exact_features
         self.permutations = permutations
         self.fast_path = fast_path
+        # Everything that depends only on the background is prepared once and reused by explain().
+        self._codebook = Codebook([self.background], self.features)
+        self._b_codes = self._codebook.encode(self.background)
+        layout = block_layout(model, self.features) if fast_path else None
+        self._evaluator: RawEvaluator | BlockEvaluator = (
+            BlockEvaluator(self._codebook, model, layout) if layout is not None
+            else RawEvaluator(self._codebook, _probability_fn(model)))
+        self._background_parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _evaluator(self, codebook: Codebook) -> RawEvaluator | BlockEvaluator:
-        layout = block_layout(self.model, self.features) if self.fast_path else None
-        if layout is not None:
-            return BlockEvaluator(codebook, self.model, layout)
-        return RawEvaluator(codebook, _probability_fn(self.model))
+    def _background_part(self, mask: int, outside: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct background rows restricted to `outside` (as codes) and how often each occurs."""
+        if mask not in self._background_parts:
+            if outside:
+                part, counts = np.unique(self._b_codes[:, outside], axis=0, return_counts=True)
+            else:
+                part, counts = np.zeros((1, 0), dtype=np.int64), np.array([len(self._b_codes)])
+            self._background_parts[mask] = (part, counts)
+        return self._background_parts[mask]
 
     def explain(self, rows: pd.DataFrame, row_ids: list[Any] | None = None) -> Explanation:
         started = time.perf_counter()
         rows = rows[self.features].reset_index(drop=True)
-        codebook = Codebook([rows, self.background], self.features)
-        evaluate = self._evaluator(codebook)
-        x_codes, b_codes = codebook.encode(rows), codebook.encode(self.background)
+        codebook = self._codebook.extend(rows)
+        evaluate = self._evaluator.extended(codebook)
+        x_codes, b_codes = codebook.encode(rows), self._b_codes
         m = len(self.features)
         exact = m <= self.max_exact_features
         if exact:
-            values, base, outputs, evaluations = _exact(x_codes, b_codes, codebook.cardinalities, evaluate)
+            values, base, outputs, evaluations = _exact(x_codes, codebook.cardinalities, self._background_part,
+                                                        evaluate)
             algorithm = "exact enumeration of all coalitions (interventional)"
         else:
             values, base, outputs, evaluations = _permutation_sampling(
@@ -148,6 +163,8 @@ def _unique_rows(codes: np.ndarray, radix: np.ndarray | None, columns: list[int]
     if not columns:
         return np.zeros(1, dtype=np.int64), np.zeros(len(codes), dtype=np.int64), np.array([len(codes)])
     part = codes[:, columns]
+    if len(codes) == 1:  # one row (the what-if case): nothing to deduplicate
+        return (part @ radix[columns] if radix is not None else part), np.zeros(1, dtype=np.int64), np.ones(1)
     if radix is not None:
         keys = part @ radix[columns]
         uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
@@ -156,7 +173,8 @@ def _unique_rows(codes: np.ndarray, radix: np.ndarray | None, columns: list[int]
     return uniq, inverse.ravel(), counts
 
 
-def _exact(x_codes: np.ndarray, b_codes: np.ndarray, cardinalities: np.ndarray,
+def _exact(x_codes: np.ndarray, cardinalities: np.ndarray,
+           background_part: Callable[[int, list[int]], tuple[np.ndarray, np.ndarray]],
            evaluate: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, float, np.ndarray, int]:
     n, m = x_codes.shape
     full = (1 << m) - 1
@@ -166,7 +184,9 @@ def _exact(x_codes: np.ndarray, b_codes: np.ndarray, cardinalities: np.ndarray,
         inside = [j for j in range(m) if mask >> j & 1]
         outside = [j for j in range(m) if not mask >> j & 1]
         ux, inverse_x, _ = _unique_rows(x_codes, radix, inside)
-        ub, _, counts_b = _unique_rows(b_codes, radix, outside)
+        ub, counts_b = background_part(mask, outside)
+        if radix is not None:
+            ub = ub @ radix[outside] if outside else np.zeros(1, dtype=np.int64)
         plans.append((inside, outside, ux, inverse_x, ub, counts_b))
 
     V = np.empty((n, 1 << m))
