@@ -67,6 +67,13 @@ def test_cli_global_row_and_custom_input(trained, run_ids) -> None:
     assert "(cached artifact)" in again.output  # computed once, then read back from the run
 
 
+def test_cli_compares_two_runs(trained, run_ids) -> None:
+    store, _ = trained
+    result = invoke(store, "explain", run_ids["rf-tuned"], "--compare", run_ids["svm"])
+    assert result.exit_code == 0, result.output
+    assert "Spearman" in result.output and "179 shared rows" in result.output and "Sex" in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [

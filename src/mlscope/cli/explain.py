@@ -35,8 +35,9 @@ def explain(
     row: Annotated[int | None, typer.Option(help="Position of a test row to explain (0-based).")] = None,
     input_json: Annotated[str | None, typer.Option("--input", help="JSON record (or list) of raw features.")] = None,
     data: Annotated[Path | None, typer.Option(help="CSV of rows to explain (runs without a logged explanation).")] = None,
+    compare: Annotated[str | None, typer.Option(help="Another run: compare the two explanations.")] = None,
 ) -> None:
-    """Show a run's Shapley explanation: global importance, one test row, or custom input."""
+    """Show a run's Shapley explanation: global importance, one test row, custom input, or a comparison."""
     from mlscope.cli.common import quiet_mlflow
     from mlscope.explain import views
     from mlscope.explain.service import explain_run
@@ -51,6 +52,11 @@ def explain(
             from mlscope.data.loader import _read_csv
 
             frame = _read_csv(data)
+        if compare is not None:
+            from mlscope.explain.service import compare_runs
+
+            console.print(_comparison_table(compare_runs(settings, run_id, compare, data=frame), run_id, compare))
+            return
         records = _records(input_json) if input_json is not None else None
         explanation, cached = explain_run(settings, run_id, records=records, data=frame)
         if records is None and row is None:
@@ -89,4 +95,19 @@ def _waterfall_table(data: dict[str, Any]) -> Table:
         colour = "green" if item["shap"] > 0 else "red"
         table.add_row(item["feature"], _fmt(item["value"]), f"{item['shap']:+.4f}", f"[{colour}]{bar}[/]")
     table.add_row("[bold]sum[/]", "", f"{sum(c['shap'] for c in data['contributions']):+.4f}", "")
+    return table
+
+
+def _comparison_table(result: dict[str, Any], champion: str, challenger: str) -> Table:
+    table = Table(title=f"Importance ranks: {champion[:8]} (champion) vs {challenger[:8]} (challenger); "
+                        f"Spearman {result['spearman']:.2f}, Kendall tau {result['kendall_tau']:.2f}, "
+                        f"{result['shared_rows']} shared rows", title_justify="left", header_style="bold")
+    for header in ("feature", "rank A", "mean |SHAP| A", "rank B", "mean |SHAP| B", "mean |B - A| per row"):
+        table.add_column(header, justify="left" if header == "feature" else "right")
+    for feature in result["rank_champion"]:
+        table.add_row(feature, str(result["rank_champion"].index(feature) + 1),
+                      f"{result['mean_abs_shap_champion'][feature]:.4f}",
+                      str(result["rank_challenger"].index(feature) + 1),
+                      f"{result['mean_abs_shap_challenger'][feature]:.4f}",
+                      f"{result['mean_abs_difference'].get(feature, float('nan')):.4f}")
     return table

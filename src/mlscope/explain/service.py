@@ -141,3 +141,17 @@ def explain_run(settings: Settings, run_id: str, *, records: list[dict[str, Any]
     explanation.metadata["run_id"] = run_id
     _log_json(client, run_id, artifacts.to_json(explanation, background), name)
     return explanation, False
+
+
+def compare_runs(settings: Settings, champion: str, challenger: str, *, data: pd.DataFrame | None = None
+                 ) -> dict[str, Any]:
+    """Rank agreement of two runs' global importance and per-row contribution differences, on the
+    rows both explanations share (matched by row id)."""
+    from mlscope.explain import views
+
+    first, _ = explain_run(settings, champion, data=data)
+    second, _ = explain_run(settings, challenger, data=data)
+    try:
+        return views.compare(first, second)
+    except ValueError as exc:
+        raise BadInput(str(exc), field="compare") from None
