@@ -49,9 +49,9 @@ def explain(
             raise BadInput("give either --row or --input, not both", field="row")
         frame = None
         if data is not None:
-            from mlscope.data.loader import _read_csv
+            from mlscope.data.loader import read_csv
 
-            frame = _read_csv(data)
+            frame = read_csv(data)
         if compare is not None:
             from mlscope.explain.service import compare_runs
 

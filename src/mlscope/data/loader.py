@@ -76,7 +76,8 @@ def load_titanic() -> Dataset:
     )
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file as a frame; one-line `BadInput` for a missing, empty or malformed file."""
     if not path.is_file():
         raise BadInput(f"data file not found: {path}", field="data")
     try:
@@ -147,7 +148,7 @@ def load_csv(
     name: str | None = None,
 ) -> Dataset:
     """Any CSV with a binary target column; features inferred unless given."""
-    frame = _read_csv(path)
+    frame = read_csv(path)
     frame = _binary_target(frame, target, path)
     if id_column is not None and id_column not in frame.columns:
         raise BadInput(f"id column '{id_column}' not in data", field="id_column")
