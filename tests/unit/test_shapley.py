@@ -198,12 +198,12 @@ def test_unknown_format_is_refused() -> None:
 
 @pytest.mark.parametrize("name", ["rf-baseline", "rf-tuned"])
 def test_forest_fast_path_reproduces_predict_proba(titanic_models, name: str) -> None:
-    from mlscope.explain.model_eval import _forest_proba
+    from mlscope.explain.model_eval import _forest_positive
 
     split, models = titanic_models
     encoded = models[name].named_steps["preprocess"].transform(split.X_test)
     forest = models[name].named_steps["model"]
-    assert np.abs(_forest_proba(forest)(encoded) - forest.predict_proba(encoded)).max() <= 1e-12
+    assert np.abs(_forest_positive(forest, 1)(encoded) - forest.predict_proba(encoded)[:, 1]).max() <= 1e-12
 
 
 def test_one_explainer_serves_new_values_without_changing_old_codes(titanic_models) -> None:

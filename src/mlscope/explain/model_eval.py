@@ -25,52 +25,63 @@ CHUNK_ROWS = 200_000
 
 
 class Codebook:
-    """Distinct raw values per feature (shared by the rows to explain and the background)."""
+    """Distinct raw values per feature, numbered 0.. in order of first appearance; every missing
+    value (None, NaN, pd.NA) is one value. Codebooks only grow (`extend`): codes never change."""
 
     def __init__(self, frames: list[pd.DataFrame], features: list[str]) -> None:
         self.features = features
-        self.uniques: list[pd.Index] = []
         self.dtypes = [frames[0][f].dtype for f in features]
+        self.uniques: list[pd.Index] = []
+        self._lookup: list[dict[Any, int]] = []
+        self._nan: list[int | None] = []
         for feature in features:
-            values = pd.concat([frame[feature] for frame in frames], ignore_index=True)
-            self.uniques.append(pd.Index(pd.unique(values.astype(object)), dtype=object))
+            self.uniques.append(pd.Index([], dtype=object))
+            self._lookup.append({})
+            self._nan.append(None)
+        for frame in frames:
+            self._add(frame)
+
+    @staticmethod
+    def _missing(value: Any) -> bool:
+        return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+    def _add(self, frame: pd.DataFrame) -> None:
+        for j, feature in enumerate(self.features):
+            fresh = []
+            for value in frame[feature].tolist():
+                if self._missing(value):
+                    if self._nan[j] is None:
+                        self._nan[j] = len(self.uniques[j]) + len(fresh)
+                        fresh.append(np.nan)
+                elif value not in self._lookup[j]:
+                    self._lookup[j][value] = len(self.uniques[j]) + len(fresh)
+                    fresh.append(value)
+            if fresh:
+                self.uniques[j] = self.uniques[j].append(pd.Index(fresh, dtype=object))
 
     def extend(self, frame: pd.DataFrame) -> Codebook:
         """A codebook with `frame`'s unseen values appended: every existing code keeps its meaning."""
         grown = Codebook.__new__(Codebook)
-        grown.features, grown.dtypes, grown.uniques = self.features, self.dtypes, []
-        for j, feature in enumerate(self.features):
-            codes = self._codes(j, frame[feature])
-            new = frame[feature][codes < 0].astype(object)
-            fresh = [v for v in pd.unique(new) if not (pd.isna(v) and self._nan_code(j) is not None)]
-            grown.uniques.append(self.uniques[j].append(pd.Index(fresh, dtype=object)) if fresh else self.uniques[j])
+        grown.features, grown.dtypes = self.features, self.dtypes
+        grown.uniques = list(self.uniques)
+        grown._lookup = [dict(lookup) for lookup in self._lookup]
+        grown._nan = list(self._nan)
+        grown._add(frame)
         return grown
 
-    def _nan_code(self, j: int) -> int | None:
-        positions = [i for i, u in enumerate(self.uniques[j]) if not isinstance(u, str) and pd.isna(u)]
-        return positions[0] if positions else None
-
-    def _codes(self, j: int, column: pd.Series) -> np.ndarray:
-        values = column.astype(object)
-        codes = self.uniques[j].get_indexer(values)
-        missing = values.isna().to_numpy()
-        if missing.any():
-            nan_code = self._nan_code(j)
-            codes[missing] = -1 if nan_code is None else nan_code
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        codes = np.empty((len(frame), len(self.features)), dtype=np.int64)
+        for j, feature in enumerate(self.features):
+            lookup, nan = self._lookup[j], self._nan[j]
+            try:
+                codes[:, j] = [nan if self._missing(v) else lookup[v] for v in frame[feature].tolist()]
+            except (KeyError, TypeError):
+                raise ValueError(f"value of {feature} not in the codebook") from None
         return codes
 
     @property
     def cardinalities(self) -> np.ndarray:
         return np.array([len(u) for u in self.uniques], dtype=np.int64)
-
-    def encode(self, frame: pd.DataFrame) -> np.ndarray:
-        columns = []
-        for j, feature in enumerate(self.features):
-            codes = self._codes(j, frame[feature])
-            if (codes < 0).any():
-                raise ValueError(f"value of {feature} not in the codebook")
-            columns.append(codes)
-        return np.stack(columns, axis=1).astype(np.int64)
 
     def column(self, j: int, codes: np.ndarray) -> pd.Series:
         """Raw values of feature j for the given codes, in the feature's original dtype."""
@@ -138,24 +149,24 @@ def block_layout(model: Any, features: list[str]) -> list[tuple[str, Any]] | Non
     return layout
 
 
-def _forest_proba(forest: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """RandomForest/ExtraTrees predict_proba without scikit-learn's per-tree dispatch (joblib call,
-    input validation, config context — most of the time for a few thousand rows). Each leaf's class
-    proportions are normalised once, exactly as scikit-learn normalises each row that lands in that
-    leaf, and trees are summed in the same order: the same numbers (tested to 1e-12)."""
+def _forest_positive(forest: Any, positive: int) -> Callable[[np.ndarray], np.ndarray]:
+    """P(positive class) of a RandomForest/ExtraTrees without scikit-learn's per-tree dispatch (joblib
+    call, input validation, config context — most of the time for a few thousand rows). Each leaf's
+    class proportions are normalised once, exactly as scikit-learn normalises each row that lands in
+    that leaf, and trees are summed in the same order: the same numbers (tested to 1e-12)."""
     n_classes = int(forest.n_classes_)
     trees = []
     for estimator in forest.estimators_:
         values = estimator.tree_.value[:, 0, :n_classes].astype(float)
-        normalizer = values.sum(axis=1)[:, None]
+        normalizer = values.sum(axis=1)
         normalizer[normalizer == 0.0] = 1.0
-        trees.append((estimator.tree_, values / normalizer))
+        trees.append((estimator.tree_, np.ascontiguousarray(values[:, positive] / normalizer)))
 
     def proba(matrix: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(matrix, dtype=np.float32)
-        total = np.zeros((len(X), n_classes))
-        for tree, leaf_proba in trees:
-            total += leaf_proba[tree.apply(X)]
+        total = np.zeros(len(X))
+        for tree, leaf_positive in trees:
+            total += leaf_positive.take(tree.apply(X))
         return total / len(trees)
 
     return proba
@@ -178,9 +189,12 @@ class BlockEvaluator:
         self.model, self.layout = model, layout
         self.estimator = model.steps[-1][1]
         self.positive = positive_class_index(self.estimator)
-        self.proba = (previous.proba if previous is not None
-                      else _forest_proba(self.estimator) if _is_plain_forest(self.estimator)
-                      else self.estimator.predict_proba)
+        if previous is not None:
+            self.positive_proba = previous.positive_proba
+        elif _is_plain_forest(self.estimator):
+            self.positive_proba = _forest_positive(self.estimator, self.positive)
+        else:
+            self.positive_proba = lambda matrix: self.estimator.predict_proba(matrix)[:, self.positive]
         self.blocks: list[tuple[int, np.ndarray]] = []
         for position, (feature, transformer) in enumerate(layout):
             j = codebook.features.index(feature)
@@ -194,6 +208,8 @@ class BlockEvaluator:
 
     def extended(self, codebook: Codebook) -> BlockEvaluator:
         """Encode only the values `codebook` added; the blocks of known values are reused."""
+        if all(len(block) == len(codebook.uniques[j]) for j, block in self.blocks):
+            return self
         return BlockEvaluator(codebook, self.model, self.layout, previous=self)
 
     def encode(self, codes: np.ndarray) -> np.ndarray:
@@ -203,5 +219,5 @@ class BlockEvaluator:
         out = np.empty(len(codes))
         for start in range(0, len(codes), CHUNK_ROWS):
             chunk = codes[start:start + CHUNK_ROWS]
-            out[start:start + len(chunk)] = self.proba(self.encode(chunk))[:, self.positive]
+            out[start:start + len(chunk)] = self.positive_proba(self.encode(chunk))
         return out

@@ -106,14 +106,19 @@ class ShapleyExplainer:
             BlockEvaluator(self._codebook, model, layout) if layout is not None
             else RawEvaluator(self._codebook, _probability_fn(model)))
         self._background_parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._b_radix = _radix(self._codebook.cardinalities)
 
     def _background_part(self, mask: int, outside: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Distinct background rows restricted to `outside` (as codes) and how often each occurs."""
         if mask not in self._background_parts:
-            if outside:
-                part, counts = np.unique(self._b_codes[:, outside], axis=0, return_counts=True)
-            else:
+            if not outside:
                 part, counts = np.zeros((1, 0), dtype=np.int64), np.array([len(self._b_codes)])
+            elif self._b_radix is not None:
+                keys = self._b_codes[:, outside] @ self._b_radix[outside]
+                _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+                part = self._b_codes[first][:, outside]
+            else:
+                part, counts = np.unique(self._b_codes[:, outside], axis=0, return_counts=True)
             self._background_parts[mask] = (part, counts)
         return self._background_parts[mask]
 
