@@ -36,7 +36,8 @@ FOLDER = "explanations"
 TEST_SPLIT = "test"
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A JSON-ready scalar: numpy numbers as Python numbers, every missing value as None."""
     if value is None:
         return None
     if isinstance(value, (np.integer,)):
@@ -54,7 +55,7 @@ def _plain(value: Any) -> Any:
 
 
 def _rows(frame: pd.DataFrame) -> list[list[Any]]:
-    return [[_plain(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+    return [[plain_value(v) for v in row] for row in frame.itertuples(index=False, name=None)]
 
 
 def to_json(explanation: Explanation, background: pd.DataFrame) -> dict[str, Any]:
@@ -62,12 +63,12 @@ def to_json(explanation: Explanation, background: pd.DataFrame) -> dict[str, Any
         "format": FORMAT,
         "features": explanation.features,
         "base_value": explanation.base_value,
-        "row_ids": [_plain(r) for r in explanation.row_ids],
+        "row_ids": [plain_value(r) for r in explanation.row_ids],
         "data": _rows(explanation.data),
         "values": explanation.values.tolist(),
         "outputs": explanation.outputs.tolist(),
         "background": _rows(background[explanation.features]),
-        "metadata": {k: _plain(v) for k, v in explanation.metadata.items()},
+        "metadata": {k: plain_value(v) for k, v in explanation.metadata.items()},
     }
 
 

@@ -8,15 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 
+from mlscope.explain.artifacts import plain_value as _plain
 from mlscope.explain.shapley import Explanation
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if np.isnan(value) else float(value)
-    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 
 def global_importance(explanation: Explanation) -> list[dict[str, Any]]:
