@@ -77,13 +77,14 @@ def test_any_csv_trains_and_registers(store: Store, tmp_path: Path) -> None:
     data.write_text("\n".join(rows))
     result = invoke(store, "train", "--data", str(data), "--target", "label", "--id-column", "id",
                     "--slice", "colour", "--only", "logistic-regression", "--experiment-name", "toy",
-                    "--model-name", "toy-model")
+                    "--model-name", "toy-model", "--no-explain")
     assert result.exit_code == 0, result.output
     client = store.client()
     run = client.search_runs([client.get_experiment_by_name("toy").experiment_id])[0]
     assert run.data.params["features"] == "colour,size,weight"
     assert "colour_red_accuracy" in run.data.metrics
     assert registry.aliases(client, "toy-model") == {"staging": "1"}
+    assert client.list_artifacts(run.info.run_id, "explanations") == []  # --no-explain
 
 
 def test_runs_lists_every_run_with_the_best_marked(trained) -> None:

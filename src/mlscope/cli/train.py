@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,18 +22,19 @@ if TYPE_CHECKING:
     from mlscope.training.runner import TrainReport
     from mlscope.training.track import RunResult
 
-STEPS = ("fit + cross-validate", "evaluate", "log model", "explain", "register")
+STEPS = ("fit + cross-validate", "evaluate", "log model", "register")
 HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 
 class _Bars:
     """Rich progress bars: one overall bar, one line for the experiment in flight."""
 
-    def __init__(self, progress: Progress, total: int) -> None:
+    def __init__(self, progress: Progress, total: int, explain: bool) -> None:
         self.progress = progress
         self.overall = progress.add_task("training", total=total * len(STEPS))
         self.current = None
         self._finished = 0
+        self.explaining = progress.add_task("Shapley explanations", total=total) if explain else None
 
     def experiment_started(self, spec: ExperimentSpec) -> None:
         self.current = self.progress.add_task(spec.name, total=len(STEPS))
@@ -47,6 +49,10 @@ class _Bars:
         self.progress.update(self.current, completed=len(STEPS), description=f"{result.spec.name}: {status}")
         self._finished += 1
         self.progress.update(self.overall, completed=self._base)
+
+    def explained(self, result: RunResult) -> None:
+        if self.explaining is not None:
+            self.progress.advance(self.explaining)
 
     @property
     def _base(self) -> int:
@@ -105,7 +111,7 @@ def _cv(result: RunResult) -> str:
 
 
 def run_training(settings: Settings, dataset: Dataset, experiments: Path | None, enable: list[str] | None,
-                 only: list[str] | None, promote: bool) -> TrainReport:
+                 only: list[str] | None, promote: bool, explain: bool = True) -> TrainReport:
     """Validate, train with progress bars, print the summary; shared by `train` and `demo`."""
     from mlscope.training.experiments import load_plan
     from mlscope.training.prepare import prepare
@@ -114,7 +120,8 @@ def run_training(settings: Settings, dataset: Dataset, experiments: Path | None,
     specs = plan.select(enable=enable, only=only)
     if not specs:
         raise BadInput("no experiment selected (all are disabled?)", field="experiments")
-    prepared = prepare(dataset, plan.split, specs, plan.explain)  # the workers fit while MLflow imports
+    explain_spec = plan.explain if explain else replace(plan.explain, enabled=False)
+    prepared = prepare(dataset, plan.split, specs, explain_spec)  # the workers fit while MLflow imports
 
     from mlscope.training import runner
 
@@ -124,7 +131,7 @@ def run_training(settings: Settings, dataset: Dataset, experiments: Path | None,
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         report = runner.train(settings, prepared, plan.selection, promote=promote,
-                              progress=_Bars(progress, len(specs)))
+                              progress=_Bars(progress, len(specs), explain_spec.enabled))
     from mlscope.tracking import registry
     from mlscope.tracking.client import make_client
 
@@ -162,6 +169,7 @@ def train(
     experiment_name: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
     model_name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
     promote: Annotated[bool, typer.Option(help="Also move the 'production' alias to the best version.")] = False,
+    explain: Annotated[bool, typer.Option(help="Log each run's Shapley explanation of the test split.")] = True,
 ) -> None:
     """Train the declared experiments, log them to MLflow, register the models, alias the best."""
     settings = settings_of(ctx)
@@ -172,6 +180,6 @@ def train(
     workers.warm_up()
     with user_errors():
         dataset = load_dataset(data, target, kaggle, id_column, features, slices)
-        report = run_training(settings, dataset, experiments, enable, only, promote)
+        report = run_training(settings, dataset, experiments, enable, only, promote, explain)
     if report.failed:
         raise typer.Exit(1)

@@ -16,7 +16,7 @@ from mlscope.tracking import registry
 from mlscope.tracking.client import bind_fluent_api, make_client
 from mlscope.training.experiments import ExperimentSpec, SelectionRule
 from mlscope.training.prepare import Prepared
-from mlscope.training.track import RunResult, log_experiment
+from mlscope.training.track import RunResult, log_experiment, log_explanation
 
 
 class Progress:
@@ -26,6 +26,7 @@ class Progress:
     def experiment_started(self, spec: ExperimentSpec) -> None: ...
     def step(self, spec: ExperimentSpec, name: str) -> None: ...
     def experiment_done(self, result: RunResult) -> None: ...
+    def explained(self, result: RunResult) -> None: ...
 
 
 @dataclass
@@ -95,6 +96,10 @@ def train(
         progress.experiment_done(result)
     if register:
         _choose_best(client, settings, selection, report, promote)
+    for result in report.results:
+        if result.pending_explanation is not None:
+            log_explanation(client, result)
+            progress.explained(result)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -49,6 +49,15 @@ class RunResult:
     error: str | None = None
     seconds: float = 0.0
     version: str | None = None
+    pending_explanation: PendingExplanation | None = None
+
+
+@dataclass(frozen=True)
+class PendingExplanation:
+    """The Shapley explanation of a run's test split, computing on the worker pool."""
+
+    future: Any
+    background: pd.DataFrame
 
 
 @cache
@@ -224,16 +233,23 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
     result.metrics = {**test_metrics, **folds.summary()}
 
     if explaining is not None:
-        step("explain")
-        _log_explanation(client, run_id, spec, explaining, background)
+        result.pending_explanation = PendingExplanation(explaining, background)
 
 
-def _log_explanation(client: MlflowClient, run_id: str, spec: ExperimentSpec, explaining: Any,
-                     background: pd.DataFrame) -> None:
-    """The test split's Shapley values + summary plots under `explanations/`. A model the engine
-    cannot explain keeps its run FINISHED, with the reason in `mlscope.explain_error`."""
+def log_explanation(client: MlflowClient, result: RunResult) -> None:
+    """Wait for a run's explanation and log it under `explanations/` (values + summary plots).
+
+    This happens after every run of the session is logged: the explanation jobs queue behind the
+    fits on the worker pool, and waiting for each inside its run would serialise the session. The run
+    is FINISHED by then (its model and metrics are complete); MLflow accepts artifacts on finished runs.
+    A model the engine cannot explain gets the reason in `mlscope.explain_error` instead."""
+    pending, spec, run_id = result.pending_explanation, result.spec, result.run_id
+    if pending is None or run_id is None:
+        return
+    result.pending_explanation = None
+    background = pending.background
     try:
-        explanation = explaining.result()
+        explanation = pending.future.result()
     except Exception as exc:  # noqa: BLE001 - reported on the run, training goes on
         client.set_tag(run_id, "mlscope.explain_error", f"{type(exc).__name__}: {exc}".splitlines()[0][:4000])
         return
