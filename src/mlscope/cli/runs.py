@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -11,16 +11,13 @@ from rich.table import Table
 from mlscope.cli.common import console, settings_of, user_errors
 from mlscope.errors import BadInput
 
-if TYPE_CHECKING:
-    from mlscope.tracking.runs import RunRow
-
 COLUMNS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 
-def _start(row: RunRow) -> str:
-    if not row.start_time:
+def _start(start_time: int | None) -> str:
+    if not start_time:
         return "—"
-    return datetime.fromtimestamp(row.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def runs(
@@ -32,33 +29,29 @@ def runs(
     model_name: Annotated[str | None, typer.Option(help="Registered model for version badges.")] = None,
 ) -> None:
     """List an experiment's runs, best run marked."""
-    from mlscope.tracking import registry
     from mlscope.tracking.client import make_client
-    from mlscope.tracking.runs import best_run, infer_direction, list_runs
+    from mlscope.tracking.overview import run_list
 
     settings = settings_of(ctx)
     with user_errors():
         if direction not in (None, "max", "min"):
             raise BadInput("--direction must be 'max' or 'min'", field="direction")
         name = experiment or settings.experiment_name
-        client = make_client(settings)
-        rows = list_runs(client, name, filter_string)
-        direction = direction or infer_direction(metric)
-        best = best_run(rows, metric, direction)
-        versions = registry.version_labels(client, model_name or settings.model_name)
+        overview = run_list(make_client(settings), name, model_name or settings.model_name, metric, direction,
+                            filter_string)
         columns = list(COLUMNS) if metric in COLUMNS else [*COLUMNS, metric]
-        table = Table(title=f"{len(rows)} run(s) of experiment '{name}'", title_justify="left", header_style="bold")
+        table = Table(title=f"{len(overview.runs)} run(s) of experiment '{name}'", title_justify="left",
+                      header_style="bold")
         for header in ("", "run", "model type", "status", *columns, "registered", "started"):
             table.add_column(header, justify="right" if header in columns else "left")
-        for row in rows:
-            is_best = best is not None and row.run_id == best.run_id
-            values = [f"{row.metrics[c]:.3f}" if c in row.metrics else "—" for c in columns]
-            table.add_row("★" if is_best else "", f"[bold]{row.name}[/]" if is_best else row.name,
-                          row.params.get("model_type", "—"), row.status, *values,
-                          versions.get(row.run_id, ""), _start(row))
+        for run in overview.runs:
+            values = [f"{run.metrics[c]:.3f}" if c in run.metrics else "—" for c in columns]
+            table.add_row("★" if run.is_best else "", f"[bold]{run.name}[/]" if run.is_best else run.name,
+                          run.model_type or "—", run.status, *values, run.registered or "", _start(run.start_time))
         console.print(table)
+        best = next((run for run in overview.runs if run.is_best), None)
         if best is not None:
-            console.print(f"★ best by {metric} ({'higher' if direction == 'max' else 'lower'} is better): "
-                          f"{best.name} = {best.metrics[metric]:.4f}  (run {best.run_id})")
-        elif rows:
+            console.print(f"★ {overview.best_reason} ({'higher' if overview.direction == 'max' else 'lower'} "
+                          f"is better): {best.name}  (run {best.run_id})")
+        elif overview.runs:
             console.print(f"No finished run has the metric '{metric}'.")

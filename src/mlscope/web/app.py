@@ -13,8 +13,7 @@ import mlscope
 from mlscope.config import Settings
 from mlscope.tracking.client import make_client
 from mlscope.web.errors import install_error_handlers
-from mlscope.web.schemas import RunList
-from mlscope.web.service import run_list
+from mlscope.tracking.overview import RunList, run_list
 
 
 def _when(ms: int | None) -> str:

@@ -1,14 +1,36 @@
-"""The runs view as plain data: shared by the JSON route and the HTML page."""
+"""An experiment's runs as one overview (best run, registry badges): what `mlscope runs`, the page and
+`/api/runs` all show."""
 
 from __future__ import annotations
 
 import math
 
 from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
 
 from mlscope.tracking import registry
 from mlscope.tracking.runs import best_run, infer_direction, list_runs
-from mlscope.web.schemas import RunList, RunSummary
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    name: str
+    status: str
+    model_type: str | None
+    start_time: int | None
+    end_time: int | None
+    metrics: dict[str, float]
+    registered: str | None
+    is_best: bool
+
+
+class RunList(BaseModel):
+    experiment: str
+    metric: str
+    direction: str
+    best_run_id: str | None
+    best_reason: str | None
+    runs: list[RunSummary]
 
 
 def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str,
