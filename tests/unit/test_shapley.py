@@ -219,3 +219,15 @@ def test_one_explainer_serves_new_values_without_changing_old_codes(titanic_mode
     assert first.additivity_errors.max() <= 1e-9
     expected = brute_force(lambda frame: models["svm"].predict_proba(frame)[:, 1], unseen, background)
     assert np.abs(first.values - expected).max() <= 1e-9
+
+
+@pytest.mark.parametrize("name", ["rf-tuned", "svm"])
+def test_one_row_path_equals_the_batch_path(titanic_models, name: str) -> None:
+    split, models = titanic_models
+    explainer = ShapleyExplainer(models[name], sample_background(split.X_train, 50))
+    batch = explainer.explain(split.X_test.iloc[:6])
+    for i in range(6):
+        single = explainer.explain(split.X_test.iloc[[i]])
+        assert np.abs(single.values[0] - batch.values[i]).max() <= 1e-12
+        assert single.base_value == pytest.approx(batch.base_value, abs=1e-15)
+        assert single.outputs[0] == pytest.approx(batch.outputs[i], abs=1e-15)

@@ -122,6 +122,39 @@ class ShapleyExplainer:
             self._background_parts[mask] = (part, counts)
         return self._background_parts[mask]
 
+    @functools.cached_property
+    def _one_row_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every coalition's distinct background parts stacked once: (codes with the coalition's own
+        columns zeroed, which columns the row fills in, coalition id, weight)."""
+        m = len(self.features)
+        parts, inside, owners, counts = [], [], [], []
+        for mask in range(1 << m):
+            outside = [j for j in range(m) if not mask >> j & 1]
+            part, count = self._background_part(mask, outside)
+            full = np.zeros((len(part), m), dtype=np.int64)
+            full[:, outside] = part
+            parts.append(full)
+            inside.append(np.tile([bool(mask >> j & 1) for j in range(m)], (len(part), 1)))
+            owners.append(np.full(len(part), mask))
+            counts.append(count)
+        return np.vstack(parts), np.vstack(inside), np.concatenate(owners), np.concatenate(counts).astype(float)
+
+    def _exact_one_row(self, x_codes: np.ndarray, cardinalities: np.ndarray,
+                       evaluate: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, float, np.ndarray, int]:
+        """`_exact` for a single row (the what-if case), without a Python loop over coalitions."""
+        parts, inside, owners, counts = self._one_row_layout
+        m = len(self.features)
+        hybrid = np.where(inside, x_codes[0][None, :], parts)
+        radix = _radix(cardinalities)
+        if radix is not None:
+            keys, inverse = np.unique(hybrid @ radix, return_inverse=True)
+            distinct = (keys[:, None] // radix[None, :]) % cardinalities[None, :]
+        else:
+            distinct, inverse = np.unique(hybrid, axis=0, return_inverse=True)
+        f = evaluate(distinct)[inverse.ravel()]
+        V = (np.bincount(owners, weights=f * counts, minlength=1 << m) / len(self._b_codes))[None, :]
+        return V @ shapley_weights(m), float(V[0, 0]), V[:, (1 << m) - 1].copy(), len(distinct)
+
     def explain(self, rows: pd.DataFrame, row_ids: list[Any] | None = None) -> Explanation:
         started = time.perf_counter()
         rows = rows[self.features].reset_index(drop=True)
@@ -130,9 +163,12 @@ class ShapleyExplainer:
         x_codes, b_codes = codebook.encode(rows), self._b_codes
         m = len(self.features)
         exact = m <= self.max_exact_features
-        if exact:
+        if exact and len(rows) == 1:
+            values, base, outputs, evaluations = self._exact_one_row(x_codes, codebook.cardinalities, evaluate)
+        elif exact:
             values, base, outputs, evaluations = _exact(x_codes, codebook.cardinalities, self._background_part,
                                                         evaluate)
+        if exact:
             algorithm = "exact enumeration of all coalitions (interventional)"
         else:
             values, base, outputs, evaluations = _permutation_sampling(
