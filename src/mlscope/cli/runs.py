@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -12,12 +11,6 @@ from mlscope.cli.common import console, settings_of, user_errors
 from mlscope.errors import BadInput
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-
-
-def _start(start_time: int | None) -> str:
-    if not start_time:
-        return "—"
-    return datetime.fromtimestamp(start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def runs(
@@ -30,7 +23,7 @@ def runs(
 ) -> None:
     """List an experiment's runs, best run marked."""
     from mlscope.tracking.client import make_client
-    from mlscope.tracking.overview import run_list
+    from mlscope.tracking.overview import format_time, run_list
 
     settings = settings_of(ctx)
     with user_errors():
@@ -47,7 +40,7 @@ def runs(
         for run in overview.runs:
             values = [f"{run.metrics[c]:.3f}" if c in run.metrics else "—" for c in columns]
             table.add_row("★" if run.is_best else "", f"[bold]{run.name}[/]" if run.is_best else run.name,
-                          run.model_type or "—", run.status, *values, run.registered or "", _start(run.start_time))
+                          run.model_type or "—", run.status, *values, run.registered or "", format_time(run.start_time))
         console.print(table)
         best = next((run for run in overview.runs if run.is_best), None)
         if best is not None:

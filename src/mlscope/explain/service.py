@@ -124,7 +124,7 @@ def explain_run(settings: Settings, run_id: str, *, records: list[dict[str, Any]
         raise BadInput(f"run '{run_id}' has no logged explanation; give data to explain it (--data file.csv)",
                        field="data")
     model = load_model(settings, run_id)
-    features = [f for f in model_features(model, list(background.columns))]
+    features = model_features(model, list(background.columns))
     missing = [f for f in features if f not in background.columns]
     if missing:
         raise BadInput(f"data lacks the model's feature(s): {', '.join(missing)}", field="data")

@@ -204,8 +204,6 @@ def _unique_rows(codes: np.ndarray, radix: np.ndarray | None, columns: list[int]
     if not columns:
         return np.zeros(1, dtype=np.int64), np.zeros(len(codes), dtype=np.int64), np.array([len(codes)])
     part = codes[:, columns]
-    if len(codes) == 1:  # one row (the what-if case): nothing to deduplicate
-        return (part @ radix[columns] if radix is not None else part), np.zeros(1, dtype=np.int64), np.ones(1)
     if radix is not None:
         keys = part @ radix[columns]
         uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
@@ -31,6 +32,11 @@ class RunList(BaseModel):
     best_run_id: str | None
     best_reason: str | None
     runs: list[RunSummary]
+
+
+def format_time(ms: int | None) -> str:
+    """An MLflow timestamp (ms since the epoch) as local 'YYYY-MM-DD HH:MM:SS', or '—' when unset."""
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "—"
 
 
 def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str,

@@ -1,7 +1,6 @@
 """The web entry point: a page listing an experiment's runs and its JSON twin under /api."""
 
 # No `from __future__ import annotations`: FastAPI must resolve the local dependency `runs_query`.
-from datetime import datetime
 from importlib import resources
 from typing import Annotated
 
@@ -13,11 +12,7 @@ import mlscope
 from mlscope.config import Settings
 from mlscope.tracking.client import make_client
 from mlscope.web.errors import install_error_handlers
-from mlscope.tracking.overview import RunList, run_list
-
-
-def _when(ms: int | None) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "—"
+from mlscope.tracking.overview import RunList, format_time, run_list
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -26,7 +21,7 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Runs of an MLflow experiment, best run marked.")
     install_error_handlers(app)
     templates = Jinja2Templates(directory=str(resources.files("mlscope.web").joinpath("templates")))
-    templates.env.filters["when"] = _when
+    templates.env.filters["when"] = format_time
     client = make_client(settings)
 
     def runs_query(
