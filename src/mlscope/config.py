@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Host the web entry point binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port of the web entry point.")
+    alias: str = Field(default="production", description="Registry alias whose version `mlscope serve` serves.")
+    api_port: int = Field(default=8001, ge=1, le=65535, description="Port of the prediction API.")
+    poll_seconds: float = Field(default=10.0, gt=0, description="How often the API checks whether the alias moved.")
+    retry_seconds: float = Field(default=1.0, gt=0,
+                                 description="First retry delay while no model can be loaded (doubles, up to 30 s).")
+    max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows one /predict/batch request may send.")
     user: str = Field(default_factory=getpass.getuser, description="Name recorded in audit tags.")
     trust_registry_models: bool = Field(
         default=True,

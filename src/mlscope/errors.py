@@ -38,3 +38,19 @@ class TrackingUnavailable(MlscopeError):
     exit_code = 1
     status = 503
     code = "tracking_unavailable"
+
+
+class NotReady(MlscopeError):
+    """A service has nothing to answer with yet (e.g. no model loaded)."""
+
+    exit_code = 1
+    status = 503
+    code = "not_ready"
+
+
+class TooLarge(MlscopeError):
+    """A request exceeds a configured size limit."""
+
+    exit_code = 2
+    status = 413
+    code = "too_large"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mlscope import __version__
-from mlscope.cli import demo, explain, registry, runs, train, ui
+from mlscope.cli import demo, explain, registry, runs, serve, train, ui
 from mlscope.config import load_settings
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.command()(explain.explain)
 app.command()(registry.promote)
 app.command()(registry.history)
 app.command()(ui.ui)
+app.command()(serve.serve)
 app.command()(demo.demo)
 
 

@@ -8,7 +8,7 @@ import typer
 
 from mlscope.cli.common import console, settings_of, user_errors
 from mlscope.cli.train import run_training
-from mlscope.cli.ui import serve_web
+from mlscope.cli.ui import web_app
 from mlscope.config import Settings
 
 
@@ -25,18 +25,19 @@ def _has_runs(settings: Settings) -> int:
 
 def demo(
     ctx: typer.Context,
-    serve: Annotated[bool, typer.Option(help="Start the dashboard after training.")] = True,
+    serve: Annotated[bool, typer.Option(help="Start the dashboard and the prediction API after training.")] = True,
     retrain: Annotated[bool, typer.Option(help="Train again even if the experiment has runs.")] = False,
-    port: Annotated[int | None, typer.Option(help="Dashboard port.")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Dashboard port.")] = None,
+    api_port: Annotated[int | None, typer.Option(min=1, max=65535, help="Prediction API port.")] = None,
 ) -> None:
-    """Train the four Titanic experiments, promote the best to production, serve the dashboard."""
+    """Train the four Titanic experiments, promote the best to production, serve the dashboard and the
+    prediction API."""
     from mlscope.data.loader import load_titanic
     from mlscope.training import workers
 
     workers.warm_up()
     settings = settings_of(ctx)
-    if port:
-        settings = settings.model_copy(update={"port": port})
+    settings = settings.model_copy(update={k: v for k, v in {"port": port, "api_port": api_port}.items() if v})
     with user_errors():
         existing = 0 if retrain else _has_runs(settings)
         if existing:
@@ -47,4 +48,9 @@ def demo(
             if report.failed:
                 raise typer.Exit(1)
     if serve:
-        serve_web(settings)
+        from mlscope.cli.serve import api_app
+        from mlscope.cli.servers import run_servers
+
+        with user_errors():
+            apps = [(web_app(settings), settings.host, settings.port), (api_app(settings), settings.host, settings.api_port)]
+        run_servers(apps)

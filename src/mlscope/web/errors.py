@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from mlflow.exceptions import MlflowException
+from starlette.exceptions import HTTPException
 
 from mlscope.errors import MlscopeError
 
@@ -22,10 +23,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
-        field = ".".join(loc) or None
+        where = [str(part) for part in first.get("loc", ())]
+        loc = [part for part in where if part not in ("body", "query", "path")]
+        if first.get("type") == "json_invalid":
+            loc = []
+        field = ".".join(loc) or ("body" if where[:1] == ["body"] else None)
         return JSONResponse(error_body("invalid_request", f"{field or 'request'}: {first.get('msg', 'invalid')}",
                                        field), status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            return JSONResponse(error_body("invalid_request", "body: not valid UTF-8 JSON", "body"), status_code=422)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(MlflowException)
     async def _mlflow(_: Request, exc: MlflowException) -> JSONResponse:

@@ -1,0 +1,5 @@
+"""`python -m mlscope` runs the command line."""
+
+from mlscope.cli import main
+
+main()

@@ -1,0 +1,208 @@
+"""The prediction API: thin routes over the watcher (which model), the batcher (single rows) and the
+loaded model (batches, explanations)."""
+
+# No `from __future__ import annotations`: the request and answer types are chosen at run time
+# (from the served model's contract) and FastAPI must see them as real objects.
+import gc
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import numpy as np
+import orjson
+from fastapi import Body, FastAPI, Query
+from fastapi import Request as HTTPRequest
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+import mlscope
+from mlscope.config import Settings
+from mlscope.errors import NotReady, TooLarge
+from mlscope.serving.batching import MicroBatcher
+from mlscope.serving.contract import Contract
+from mlscope.serving.loading import LoadedModel
+from mlscope.serving.metrics import ApiMetrics, MetricsMiddleware
+from mlscope.serving.watcher import ModelWatcher
+from mlscope.web.errors import error_body, install_error_handlers
+
+MAX_BYTES_PER_ROW = 2048  # a passenger is ~100 bytes of JSON; the byte limit only stops absurd bodies
+INLINE_ROWS = 256  # larger batches run in a worker thread: the loop keeps serving and the forest kernel (no GIL) overlaps
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "More rows than the configured batch limit."},
+    422: {"description": "Invalid input; `error.field` names the field."},
+    503: {"description": "No model is loaded yet; `error.message` says why."},
+}
+
+
+async def read_limited(request: HTTPRequest, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is longer than `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body has {int(declared)} bytes, more than the limit of {limit}", field="body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body is longer than the limit of {limit} bytes", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def settle_heap() -> None:
+    """Move everything loaded so far (MLflow, scikit-learn, the model) out of the garbage collector's
+    sight: a full collection over that heap stalls every request for 100+ ms."""
+    gc.collect()
+    gc.freeze()
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def _explanation(model: LoadedModel, columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    explanation = model.explain(columns)
+    names = {raw: field for field, raw in model.contract.fields.items()}
+    fields = [names[feature] for feature in explanation.features]
+    errors = explanation.additivity_errors
+    return [{"base_value": explanation.base_value,
+             "contributions": dict(zip(fields, row.tolist(), strict=True)),
+             "exact": bool(explanation.metadata["exact"]),
+             "background_size": int(explanation.metadata["background_size"]),
+             "max_additivity_error": float(error)}
+            for row, error in zip(explanation.values, errors, strict=True)]
+
+
+def _answers(model: LoadedModel, items: Sequence[BaseModel], explain: bool) -> list[dict[str, Any]]:
+    """Answers from one model snapshot (runs in a worker thread: batches and explanations)."""
+    columns = model.contract.columns(items)
+    probabilities = model.probabilities(columns).tolist()
+    answers = [model.contract.answer(p, model.ref) for p in probabilities]
+    if explain:
+        for answer, explanation in zip(answers, _explanation(model, columns), strict=True):
+            answer["explanation"] = explanation
+    return answers
+
+
+def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract) -> FastAPI:
+    """The app for one watcher; `contract` fixes the request schema for the app's lifetime."""
+    metrics = ApiMetrics()
+    batcher = MicroBatcher(lambda: watcher.current, lambda: watcher.problem)
+    watcher.on_change(lambda m: metrics.set_model(m.name, m.version, m.alias))
+    watcher.on_change(lambda _: settle_heap())
+    if watcher.current is not None:
+        metrics.set_model(watcher.current.name, watcher.current.version, watcher.current.alias)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        settle_heap()
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+
+    app = FastAPI(title="mlscope prediction API", version=mlscope.__version__, lifespan=lifespan,
+                  description=f"Predictions from the registered model `{watcher.target.name}` "
+                              f"@{watcher.target.alias}, hot-swapped when the alias moves.")
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, paths=lambda: {r.path for r in app.routes})
+    Request, Answer = contract.request_model, contract.answer_model
+    batch_adapter = TypeAdapter(list[Request])  # type: ignore[valid-type]
+
+    def parse_batch(body: bytes) -> list[BaseModel]:
+        """Validate straight from the JSON bytes: several times faster than FastAPI's own body
+        handling (json.loads, then validation of Python objects) for a thousand rows."""
+        try:
+            return batch_adapter.validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+                                         ) from None
+    examples = {f"example {n + 1}": {"value": example} for n, example in enumerate(contract.examples())}
+    ExplainFlag = Annotated[bool, Query(description="Add exact per-feature Shapley contributions.")]
+
+    def served() -> LoadedModel:
+        model = watcher.current
+        if model is None:
+            raise NotReady(f"no model loaded: {watcher.problem}")
+        return model
+
+    @app.get("/health", tags=["service"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["service"], responses={503: ERRORS[503]})
+    async def ready() -> Response:
+        """Readiness: 200 only when a model is loaded."""
+        model = watcher.current
+        if model is None:
+            return JSONResponse(error_body("not_ready", f"no model loaded: {watcher.problem}"), status_code=503)
+        return _json({"status": "ready", "model": model.ref, "registry_problem": watcher.problem})
+
+    @app.get("/model", tags=["service"], responses={503: ERRORS[503]})
+    async def model_info() -> Response:
+        """The served version: name, version, alias, source run, headline metrics, input schema."""
+        described = served().describe()
+        described.update(swaps=watcher.swaps, registry_problem=watcher.problem,
+                         poll_seconds=settings.poll_seconds)
+        return _json(described)
+
+    @app.post("/predict", tags=["predict"], response_model=Answer, responses={422: ERRORS[422], 503: ERRORS[503]})
+    async def predict(item: Annotated[Request, Body(openapi_examples=examples)],  # type: ignore[valid-type]
+                      explain: ExplainFlag = False) -> Response:
+        """One prediction; micro-batched with concurrent requests into one model call."""
+        if explain:
+            answers = await run_in_threadpool(_answers, served(), [item], True)
+            metrics.rows.labels("predict").inc()
+            return _json(answers[0])
+        probability, model = await batcher.predict(item)
+        metrics.rows.labels("predict").inc()
+        return _json(contract.answer(probability, model.ref))
+
+    batch_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "array", "items": {"$ref": f"#/components/schemas/{Request.__name__}"}}}}}
+
+    @app.post("/predict/batch", tags=["predict"], response_model=list[Answer],  # type: ignore[valid-type]
+              responses={413: ERRORS[413], 422: ERRORS[422], 503: ERRORS[503]},
+              openapi_extra={"requestBody": batch_body})
+    async def predict_batch(request: HTTPRequest, explain: ExplainFlag = False) -> Response:
+        """Many predictions (a JSON array of inputs) in the order given, at most
+        `MLSCOPE_MAX_BATCH_ROWS` rows."""
+        items = parse_batch(await read_limited(request, settings.max_batch_rows * MAX_BYTES_PER_ROW))
+        if len(items) > settings.max_batch_rows:
+            raise TooLarge(f"{len(items)} rows, the limit is {settings.max_batch_rows}", field="body")
+        if not items:
+            return _json([])
+        model = served()
+        if explain or len(items) > INLINE_ROWS:
+            answers = await run_in_threadpool(_answers, model, items, explain)
+        else:
+            answers = _answers(model, items, explain)
+        metrics.rows.labels("batch").inc(len(items))
+        return _json(answers)
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    async def prometheus() -> Response:
+        """Prometheus text format: requests, errors, latency histogram, served version."""
+        metrics.swaps.set(watcher.swaps)
+        metrics.check_failures.set(watcher.failed_checks)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def build_api(settings: Settings) -> FastAPI:
+    """Try to load the alias's version once, then build the app around its contract. When nothing can
+    be loaded yet, the app takes Titanic passengers and keeps retrying in the background."""
+    from mlscope.serving.contract import TITANIC_FEATURES, titanic_contract
+    from mlscope.serving.watcher import Target
+
+    watcher = ModelWatcher(settings, Target(settings.model_name, settings.alias))
+    watcher.check()
+    if watcher.contract is None:
+        watcher.contract = titanic_contract(list(TITANIC_FEATURES.values()))
+    return create_api(settings, watcher, watcher.contract)

@@ -1,0 +1,171 @@
+"""The API's request/response contract for a served model.
+
+Titanic models (inputs Pclass, Sex, Age, SibSp, Parch, Fare and optionally Embarked) get the
+hand-written `Passenger` schema with the field names users know and strict ranges. Any other model
+gets a schema derived from its MLflow signature. The contract also turns validated requests into the
+raw feature columns the predictor takes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+TITANIC_FEATURES = {"pclass": "Pclass", "sex": "Sex", "age": "Age", "sibsp": "SibSp", "parch": "Parch",
+                    "fare": "Fare", "embarked": "Embarked"}
+TITANIC_NUMERIC = ("Pclass", "Age", "SibSp", "Parch", "Fare")
+
+EXAMPLES = [
+    {"pclass": 3, "sex": "male", "age": 22.0, "sibsp": 1, "parch": 0, "fare": 7.25},
+    {"pclass": 1, "sex": "female", "age": 28.0, "sibsp": 0, "parch": 0, "fare": 100.0, "embarked": "C"},
+]
+
+
+def _whole(value: Any) -> Any:
+    """JSON Schema's integers: whole numbers, also when written 2.0; never booleans or text."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    return value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+class Passenger(BaseModel):
+    """One Titanic passenger, as the API takes it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": EXAMPLES})
+
+    pclass: Annotated[Literal[1, 2, 3], BeforeValidator(_whole)] = Field(
+        description="Ticket class: 1, 2 or 3.")
+    sex: Annotated[Literal["male", "female"], BeforeValidator(_lower)] = Field(
+        description="male or female (any letter case).")
+    age: float | None = Field(ge=0, le=120, allow_inf_nan=False, description="Age in years, 0-120, or null.")
+    sibsp: Annotated[int, BeforeValidator(_whole)] = Field(ge=0, description="Number of siblings and spouses aboard.")
+    parch: Annotated[int, BeforeValidator(_whole)] = Field(ge=0, description="Number of parents and children aboard.")
+    fare: float | None = Field(ge=0, allow_inf_nan=False, description="Ticket fare, >= 0, or null.")
+    embarked: Annotated[Literal["S", "C", "Q"] | None, BeforeValidator(_upper)] = Field(
+        default=None, description="Port of embarkation: S, C or Q (any letter case), or null.")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class Explanation(BaseModel):
+    """Exact interventional Shapley values of the probability, one per input field."""
+
+    base_value: float
+    contributions: dict[str, float]
+    exact: bool
+    background_size: int
+    max_additivity_error: float
+
+
+class PassengerAnswer(BaseModel):
+    survived: Literal[0, 1] = Field(description="1 when the survival probability is above 0.5.")
+    probability: float = Field(description="Model probability of survival (class 1).")
+    prediction_text: Literal["Survived", "Did not survive"]
+    model: ModelRef
+    explanation: Explanation | None = None
+
+
+class GenericAnswer(BaseModel):
+    prediction: Literal[0, 1] = Field(description="1 when P(class 1) is above 0.5.")
+    probability: float = Field(description="Model probability of class 1.")
+    model: ModelRef
+    explanation: Explanation | None = None
+
+
+@dataclass(frozen=True)
+class Contract:
+    """How requests map to the model's raw features and how answers look."""
+
+    kind: str  # "titanic" or "signature"
+    request_model: type[BaseModel]
+    answer_model: type[BaseModel]
+    fields: dict[str, str]  # request field -> raw feature
+    numeric: tuple[str, ...]  # raw features taken as float64
+    types: tuple[str, ...]  # one type name per field, part of the contract's identity
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Two contracts with the same key accept and answer the same JSON."""
+        return self.kind, tuple(self.fields.items()), self.numeric, self.types
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.fields.values())
+
+    def columns(self, items: Sequence[BaseModel]) -> dict[str, np.ndarray]:
+        """Validated requests as one array per raw feature (numbers float64 with NaN, text object)."""
+        out: dict[str, np.ndarray] = {}
+        for field, feature in self.fields.items():
+            values = [getattr(item, field) for item in items]
+            if feature in self.numeric:
+                out[feature] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            else:
+                column = np.empty(len(values), dtype=object)
+                column[:] = values
+                out[feature] = column
+        return out
+
+    def answer(self, probability: float, model: dict[str, str]) -> dict[str, Any]:
+        label = int(probability > 0.5)
+        if self.kind == "titanic":
+            return {"survived": label, "probability": probability,
+                    "prediction_text": "Survived" if label else "Did not survive", "model": model}
+        return {"prediction": label, "probability": probability, "model": model}
+
+    def examples(self) -> list[dict[str, Any]]:
+        if self.kind != "titanic":
+            return []
+        return [{k: v for k, v in example.items() if k in self.fields or k == "embarked"} for example in EXAMPLES]
+
+
+def titanic_contract(features: Sequence[str]) -> Contract:
+    """Passenger requests; `embarked` is accepted and ignored by a model that does not use the port."""
+    fields = {name: raw for name, raw in TITANIC_FEATURES.items() if raw in features}
+    numeric = tuple(f for f in TITANIC_NUMERIC if f in features)
+    return Contract("titanic", Passenger, PassengerAnswer, fields, numeric, tuple(fields))
+
+
+_SIGNATURE_TYPES: dict[str, type] = {"double": float, "float": float, "long": int, "integer": int,
+                                     "boolean": bool, "string": str}
+
+
+def signature_contract(columns: Sequence[tuple[str, str, bool]]) -> Contract:
+    """A contract from signature columns (name, MLflow type name, required); null means missing."""
+    definitions: dict[str, Any] = {}
+    numeric = []
+    for name, type_name, required in columns:
+        python_type = _SIGNATURE_TYPES.get(type_name)
+        if python_type is None:
+            raise ValueError(f"input column '{name}' has type {type_name}, which the API cannot take")
+        if python_type in (float, int):
+            numeric.append(name)
+        extra: dict[str, Any] = {"allow_inf_nan": False} if python_type is float else {}
+        definitions[name] = (python_type | None, Field(... if required else None, **extra))
+    request = create_model("ModelInput", __config__=ConfigDict(extra="forbid", strict=True), **definitions)
+    return Contract("signature", request, GenericAnswer, {name: name for name, _, _ in columns},
+                    tuple(numeric), tuple(f"{name}:{type_name}:{required}" for name, type_name, required in columns))
+
+
+def contract_for(input_columns: Sequence[tuple[str, str, bool]]) -> Contract:
+    """The Titanic contract when the model takes the Titanic features, else one from the signature."""
+    names = {name for name, _, _ in input_columns}
+    titanic = set(TITANIC_FEATURES.values())
+    if titanic - {"Embarked"} <= names <= titanic:
+        return titanic_contract([name for name, _, _ in input_columns])
+    return signature_contract(input_columns)

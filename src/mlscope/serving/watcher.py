@@ -1,0 +1,108 @@
+"""Keeps the served model current: loads the alias's version at start (retrying with backoff while
+the registry is unreachable or the alias unset), then polls the alias and swaps in a new version
+once it is fully loaded. The old version answers until the swap, so no request fails."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mlflow.tracking import MlflowClient
+
+from mlscope.config import Settings
+from mlscope.errors import MlscopeError
+from mlscope.serving.contract import Contract
+from mlscope.serving.loading import LoadedModel, load_version, resolve_alias
+from mlscope.tracking.client import make_client
+from mlscope.tracking.registry import first_line
+
+log = logging.getLogger("mlscope.serve")
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    alias: str
+
+
+Loader = Callable[[Settings, MlflowClient, str, str, str], LoadedModel]
+
+
+class ModelWatcher:
+    """Owns the reference to the served model. `current` is replaced, never mutated."""
+
+    def __init__(self, settings: Settings, target: Target, *, loader: Loader = load_version,
+                 client: MlflowClient | None = None) -> None:
+        self.settings, self.target, self.loader = settings, target, loader
+        self.client = client or make_client(settings)
+        self.current: LoadedModel | None = None
+        self.contract: Contract | None = None
+        self.problem: str | None = "not loaded yet"
+        self.swaps = 0
+        self.failed_checks = 0
+        self.attempt_delay = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_change: list[Callable[[LoadedModel], None]] = []
+
+    def on_change(self, callback: Callable[[LoadedModel], None]) -> None:
+        self._on_change.append(callback)
+
+    def check(self) -> bool:
+        """Resolve the alias once and load its version if it is not the one served. True when
+        the served model is up to date; problems are recorded in `problem`, never raised."""
+        try:
+            version = resolve_alias(self.client, self.target.name, self.target.alias)
+            current = self.current
+            if current is not None and current.version == version:
+                self.problem = None
+                return True
+            loaded = self.loader(self.settings, self.client, self.target.name, self.target.alias, version)
+        except MlscopeError as exc:
+            return self._failed(exc.message)
+        except Exception as exc:  # noqa: BLE001 - registry outages surface as many exception types
+            return self._failed(f"{type(exc).__name__}: {first_line(exc)}")
+        if self.contract is not None and loaded.contract.key != self.contract.key:
+            return self._failed(f"version {version} takes different inputs than the API serves "
+                                f"(version {current.version if current else '?'}); restart to serve it")
+        self.contract = self.contract or loaded.contract
+        self.current = loaded
+        self.swaps += 1 if current is not None else 0
+        self.problem = None
+        log.warning("serving %s version %s (@%s)", loaded.name, loaded.version, loaded.alias)
+        for callback in self._on_change:
+            callback(loaded)
+        return True
+
+    def _failed(self, problem: str) -> bool:
+        self.failed_checks += 1
+        if problem != self.problem:
+            log.warning("model check failed: %s", problem)
+        self.problem = problem
+        return False
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            ok = self.check()
+            failures = 0 if ok else failures + 1
+            if ok and self.current is not None:
+                delay = self.settings.poll_seconds
+            else:
+                delay = min(self.settings.retry_seconds * 2 ** min(failures - 1, 16), MAX_BACKOFF_SECONDS)
+            self.attempt_delay = delay
+            self._stop.wait(delay)
+
+    def start(self) -> None:
+        """Poll in a daemon thread (the first check has usually been done by the caller)."""
+        self._thread = threading.Thread(target=self._run, name="mlscope-model-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
