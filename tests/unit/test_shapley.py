@@ -196,14 +196,16 @@ def test_unknown_format_is_refused() -> None:
         artifacts.from_json({"format": "mlscope.shap/99"})
 
 
-@pytest.mark.parametrize("name", ["rf-baseline", "rf-tuned"])
-def test_forest_fast_path_reproduces_predict_proba(titanic_models, name: str) -> None:
-    from mlscope.explain.model_eval import _forest_positive
+@pytest.mark.parametrize("name", ["rf-baseline", "rf-tuned", "logistic-regression", "svm"])
+def test_estimator_fast_paths_reproduce_predict_proba(titanic_models, name: str) -> None:
+    from mlscope.estimators import estimator_head
 
     split, models = titanic_models
     encoded = models[name].named_steps["preprocess"].transform(split.X_test)
-    forest = models[name].named_steps["model"]
-    assert np.abs(_forest_positive(forest, 1)(encoded) - forest.predict_proba(encoded)[:, 1]).max() <= 1e-12
+    estimator = models[name].named_steps["model"]
+    head, kind = estimator_head(estimator, 1)
+    assert ("forest" in kind) == name.startswith("rf")
+    assert np.abs(head(encoded) - estimator.predict_proba(encoded)[:, 1]).max() <= 1e-12
 
 
 def test_one_explainer_serves_new_values_without_changing_old_codes(titanic_models) -> None:

@@ -19,6 +19,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
+from mlscope.estimators import estimator_head
+
 # Transformers whose transform() maps each value on its own (no dependence on the other rows).
 _ROW_WISE = (SimpleImputer, StandardScaler, OneHotEncoder, FunctionTransformer, MinMaxScaler, RobustScaler)
 CHUNK_ROWS = 200_000
@@ -149,36 +151,6 @@ def block_layout(model: Any, features: list[str]) -> list[tuple[str, Any]] | Non
     return layout
 
 
-def _forest_positive(forest: Any, positive: int) -> Callable[[np.ndarray], np.ndarray]:
-    """P(positive class) of a RandomForest/ExtraTrees without scikit-learn's per-tree dispatch (joblib
-    call, input validation, config context — most of the time for a few thousand rows). Each leaf's
-    class proportions are normalised once, exactly as scikit-learn normalises each row that lands in
-    that leaf, and trees are summed in the same order: the same numbers (tested to 1e-12)."""
-    n_classes = int(forest.n_classes_)
-    trees = []
-    for estimator in forest.estimators_:
-        values = estimator.tree_.value[:, 0, :n_classes].astype(float)
-        normalizer = values.sum(axis=1)
-        normalizer[normalizer == 0.0] = 1.0
-        trees.append((estimator.tree_, np.ascontiguousarray(values[:, positive] / normalizer)))
-
-    def proba(matrix: np.ndarray) -> np.ndarray:
-        X = np.ascontiguousarray(matrix, dtype=np.float32)
-        total = np.zeros(len(X))
-        for tree, leaf_positive in trees:
-            total += leaf_positive.take(tree.apply(X))
-        return total / len(trees)
-
-    return proba
-
-
-def _is_plain_forest(estimator: Any) -> bool:
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-
-    return (type(estimator) in (RandomForestClassifier, ExtraTreesClassifier)
-            and getattr(estimator, "n_outputs_", 1) == 1 and hasattr(estimator, "estimators_"))
-
-
 class BlockEvaluator:
     """mlscope's per-feature pipelines: encode each distinct value once, run only the estimator."""
 
@@ -190,11 +162,9 @@ class BlockEvaluator:
         self.estimator = model.steps[-1][1]
         self.positive = positive_class_index(self.estimator)
         if previous is not None:
-            self.positive_proba = previous.positive_proba
-        elif _is_plain_forest(self.estimator):
-            self.positive_proba = _forest_positive(self.estimator, self.positive)
+            self.positive_proba, self.head_kind = previous.positive_proba, previous.head_kind
         else:
-            self.positive_proba = lambda matrix: self.estimator.predict_proba(matrix)[:, self.positive]
+            self.positive_proba, self.head_kind = estimator_head(self.estimator, self.positive)
         self.blocks: list[tuple[int, np.ndarray]] = []
         for position, (feature, transformer) in enumerate(layout):
             j = codebook.features.index(feature)

@@ -14,29 +14,24 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from functools import cache
+from collections.abc import Mapping
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from mlscope.estimators import Head, estimator_head
 from mlscope.explain.model_eval import block_layout, positive_class_index
 
 Columns = Mapping[str, np.ndarray]
-Head = Callable[[np.ndarray], np.ndarray]
 
 _IMPUTER_STRATEGIES = ("median", "mean", "most_frequent", "constant")
 _PROBE_TOLERANCE = 1e-12
 _UNSEEN = "\x00mlscope-unseen"
-_LANES = 8  # rows traversed together by the numba kernel, so their independent node loads overlap
 
 
 class Predictor(ABC):
@@ -245,158 +240,6 @@ def _encoder(layout: list[tuple[str, Any]], numeric: set[str]) -> tuple[_Encoder
     return _Encoder(start, blocks), delegated
 
 
-# ---------------------------------------------------------------- estimators: matrix -> P(positive)
-
-
-@cache
-def _numba_kernel() -> Callable[..., np.ndarray] | None:
-    """The forest traversal compiled by numba (a dependency of shap), or None when unavailable."""
-    try:
-        import numba
-    except ImportError:
-        return None
-
-    def kernel(roots: np.ndarray, children: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
-               value: np.ndarray, depths: np.ndarray, X: np.ndarray) -> np.ndarray:
-        n, n_trees = X.shape[0], roots.shape[0]
-        out = np.zeros(n)
-        nodes = np.empty(_LANES, np.int32)
-        for start in range(0, n, _LANES):
-            lanes = min(_LANES, n - start)
-            for t in range(n_trees):
-                for i in range(lanes):
-                    nodes[i] = roots[t]
-                for _ in range(depths[t]):
-                    for i in range(lanes):
-                        node = nodes[i]
-                        nodes[i] = children[2 * node + (X[start + i, feature[node]] > threshold[node])]
-                for i in range(lanes):
-                    out[start + i] += value[nodes[i]]
-        for i in range(n):
-            out[i] /= n_trees
-        return out
-
-    try:
-        return numba.njit(nogil=True, cache=True)(kernel)
-    except RuntimeError:  # no writable cache directory
-        return numba.njit(nogil=True)(kernel)
-
-
-class _Forest:
-    """P(positive) of a RandomForest/ExtraTrees classifier, as scikit-learn computes it: input cast to
-    float32, each tree's leaf fraction (`tree_.value`, already normalised) added tree by tree starting
-    from 0.0, the sum divided by the number of trees. The trees are flattened into node arrays whose
-    leaves point to themselves, so `depth` steps of `node = children[2 * node + (x > threshold)]` reach
-    every leaf (x <= threshold goes left, as in scikit-learn). The matrix is finite (CompiledPredictor
-    checks), so scikit-learn's routing of missing values never applies."""
-
-    def __init__(self, forest: Any, positive: int, accelerate: bool) -> None:
-        trees = [estimator.tree_ for estimator in forest.estimators_]
-        sizes = np.array([tree.node_count for tree in trees])
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        self.trees = trees
-        self.leaf_values = [np.ascontiguousarray(tree.value[:, 0, positive]) for tree in trees]
-        self.roots = offsets.astype(np.int32)
-        self.depths = np.array([tree.max_depth for tree in trees], dtype=np.int32)
-        self.children, self.feature, self.threshold = self._flatten(trees, offsets)
-        self.value = np.concatenate(self.leaf_values)
-        self.kernel = _numba_kernel() if accelerate else None
-        if self.kernel is not None:
-            try:
-                self.kernel(*self._arrays, np.zeros((1, forest.n_features_in_), dtype=np.float32))
-            except Exception:  # noqa: BLE001 - a numba/llvmlite install that cannot compile: use numpy
-                self.kernel = None
-
-    @staticmethod
-    def _flatten(trees: list[Any], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        children, feature, threshold = [], [], []
-        for tree, offset in zip(trees, offsets, strict=True):
-            own = np.arange(tree.node_count)
-            leaf = tree.children_left < 0
-            left = np.where(leaf, own, tree.children_left) + offset
-            right = np.where(leaf, own, tree.children_right) + offset
-            children.append(np.column_stack([left, right]).ravel())
-            feature.append(np.where(leaf, 0, tree.feature))
-            threshold.append(np.where(leaf, np.inf, tree.threshold))
-        return (np.concatenate(children).astype(np.int32), np.concatenate(feature).astype(np.int32),
-                np.concatenate(threshold))
-
-    @property
-    def _arrays(self) -> tuple[np.ndarray, ...]:
-        return self.roots, self.children, self.feature, self.threshold, self.value, self.depths
-
-    @property
-    def method(self) -> str:
-        return "numba kernel" if self.kernel is not None else "numpy"
-
-    def __call__(self, matrix: np.ndarray) -> np.ndarray:
-        X = matrix.astype(np.float32)
-        if self.kernel is not None:
-            return self.kernel(*self._arrays, X)
-        return self.all_trees(X) if self._all_trees_faster(len(X)) else self.tree_by_tree(X)
-
-    def _all_trees_faster(self, n: int) -> bool:
-        # Costs measured with numpy 2.4 (µs): ~3 + 0.004 per (row, tree) for each level of the
-        # all-trees traversal; ~2.3 + 0.0027 per (row, level) for each tree's `apply`.
-        n_trees = len(self.trees)
-        all_trees = int(self.depths.max()) * (3.0 + 0.004 * n * n_trees)
-        tree_by_tree = n_trees * (2.3 + 0.0027 * n * float(self.depths.mean()))
-        return all_trees < tree_by_tree
-
-    def all_trees(self, X: np.ndarray) -> np.ndarray:
-        """Every (row, tree) pair advanced one level per step: few numpy calls, best for few rows."""
-        n, n_trees = len(X), len(self.trees)
-        nodes = np.tile(self.roots, n)
-        row_starts = np.repeat(np.arange(n, dtype=np.intp) * X.shape[1], n_trees)
-        flat = X.ravel()
-        for _ in range(int(self.depths.max())):
-            x = flat.take(self.feature.take(nodes) + row_starts)
-            nodes = self.children.take(2 * nodes + (x > self.threshold.take(nodes)))
-        # cumsum adds in tree order, as scikit-learn does (a plain sum would add pairwise)
-        return np.cumsum(self.value.take(nodes).reshape(n, n_trees), axis=1)[:, -1] / n_trees
-
-    def tree_by_tree(self, X: np.ndarray) -> np.ndarray:
-        """scikit-learn's own traversal per tree, without its per-tree dispatch: best for many rows."""
-        total = np.zeros(len(X))
-        for tree, leaf_value in zip(self.trees, self.leaf_values, strict=True):
-            total += leaf_value.take(tree.apply(X))
-        return total / len(self.trees)
-
-
-def _logistic(estimator: LogisticRegression, positive: int) -> Head:
-    """Binary LogisticRegression.predict_proba as scikit-learn 1.9 computes it (`_predict_proba_lr`):
-    expit(X @ coef_.T + intercept_) for class 1, and 1 minus that for class 0."""
-    coef_t, intercept = estimator.coef_.T, estimator.intercept_
-
-    def head(matrix: np.ndarray) -> np.ndarray:
-        probability = expit((matrix @ coef_t + intercept).reshape(-1))
-        return probability if positive == 1 else 1 - probability
-
-    return head
-
-
-def _plain_forest(estimator: Any) -> bool:
-    return (type(estimator) in (RandomForestClassifier, ExtraTreesClassifier) and estimator.n_outputs_ == 1
-            and all(e.tree_.n_outputs == 1 for e in estimator.estimators_))
-
-
-def _binary_logistic(estimator: Any) -> bool:
-    coef = getattr(estimator, "coef_", None)
-    # scikit-learn < 1.8 took a softmax for multi_class="multinomial", even with two classes
-    return (type(estimator) is LogisticRegression and len(estimator.classes_) == 2
-            and getattr(estimator, "multi_class", "auto") != "multinomial"
-            and isinstance(coef, np.ndarray) and coef.dtype == np.float64 and coef.shape[0] == 1)
-
-
-def _head(estimator: Any, positive: int, accelerate: bool) -> tuple[Head, str]:
-    if _plain_forest(estimator):
-        forest = _Forest(estimator, positive, accelerate)
-        return forest, f"forest of {len(forest.trees)} trees ({forest.method})"
-    if _binary_logistic(estimator):
-        return _logistic(estimator, positive), "logistic regression"
-    return (lambda matrix: estimator.predict_proba(matrix)[:, positive]), f"{type(estimator).__name__}.predict_proba"
-
-
 # ---------------------------------------------------------------- the compiled predictor
 
 
@@ -478,7 +321,7 @@ def _compile(model: Any, layout: list[tuple[str, Any]], features: list[str], num
     estimator = model.steps[-1][1]
     if getattr(estimator, "n_features_in_", encoder.width) != encoder.width:
         raise ValueError("the estimator's input width differs from the preprocessor's output")
-    head, head_kind = _head(estimator, positive_class_index(model), accelerate)
+    head, head_kind = estimator_head(estimator, positive_class_index(model), accelerate)
     encoders = f"{len(features) - len(delegated)} per-feature encoders"
     if delegated:
         encoders += f" + scikit-learn transformers for {', '.join(delegated)}"
