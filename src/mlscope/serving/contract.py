@@ -7,7 +7,7 @@ raw feature columns the predictor takes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -169,3 +169,60 @@ def contract_for(input_columns: Sequence[tuple[str, str, bool]]) -> Contract:
     if titanic - {"Embarked"} <= names <= titanic:
         return titanic_contract([name for name, _, _ in input_columns])
     return signature_contract(input_columns)
+
+
+_NUMBER_TYPES = {int, float}
+_REQUIRED = ("pclass", "sex", "age", "sibsp", "parch", "fare")
+_ABSENT = object()
+
+
+def _numbers(values: list[Any], low: float, high: float | None, nullable: bool) -> np.ndarray | None:
+    types = set(map(type, values))
+    if not types <= (_NUMBER_TYPES | {type(None)} if nullable else _NUMBER_TYPES):
+        return None
+    present = [v for v in values if v is not None] if nullable else values
+    if present and (min(present) < low or (high is not None and max(present) > high)):
+        return None
+    return np.array(values, dtype=np.float64)  # None becomes NaN
+
+
+def _words(values: list[Any], allowed: set[str], change: Callable[[str], str], nullable: bool) -> np.ndarray | None:
+    types = set(map(type, values))
+    if not types <= ({str, type(None)} if nullable else {str}):
+        return None
+    changed = [None if v is None else change(v) for v in values]
+    if not set(changed) - {None} <= allowed:
+        return None
+    column = np.empty(len(changed), dtype=object)
+    column[:] = changed
+    return column
+
+
+def plain_passenger_columns(payload: Any, fields: dict[str, str]) -> dict[str, np.ndarray] | None:
+    """Raw feature columns of a JSON array of passengers when every value is plainly valid (exact
+    types, in range), else None and `Passenger` validation decides (and explains the error). Whatever
+    this accepts, `Passenger` accepts with the same values (a property test checks); it skips building
+    a thousand model objects and Python validators per row."""
+    if type(payload) is not list or not set(map(type, payload)) <= {dict}:
+        return None
+    allowed = set(TITANIC_FEATURES)
+    if not all(row.keys() <= allowed for row in payload):
+        return None
+    values = {name: [row.get(name, _ABSENT) for row in payload] for name in TITANIC_FEATURES}
+    if any(_ABSENT in values[name] for name in _REQUIRED):
+        return None
+    embarked = [None if v is _ABSENT else v for v in values["embarked"]]
+    if not all(type(v) is int for name in ("pclass", "sibsp", "parch") for v in values[name]):
+        return None
+    columns = {
+        "Pclass": _numbers(values["pclass"], 1, 3, nullable=False),
+        "Sex": _words(values["sex"], {"male", "female"}, str.lower, nullable=False),
+        "Age": _numbers(values["age"], 0, 120, nullable=True),
+        "SibSp": _numbers(values["sibsp"], 0, None, nullable=False),
+        "Parch": _numbers(values["parch"], 0, None, nullable=False),
+        "Fare": _numbers(values["fare"], 0, None, nullable=True),
+        "Embarked": _words(embarked, {"S", "C", "Q"}, str.upper, nullable=True),
+    }
+    if any(column is None for column in columns.values()):
+        return None
+    return {raw: columns[raw] for raw in fields.values()}  # type: ignore[misc]
