@@ -23,6 +23,7 @@ test: install
 bench: install
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/explain_speed.py
+	$(BIN)/python bench/serve_speed.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns mlartifacts .pytest_cache
