@@ -116,6 +116,7 @@ def test_explanations_add_up_to_the_answer(api: TestClient) -> None:
     explanation = one["explanation"]
     assert set(explanation["contributions"]) == set(FIELDS.values())
     assert explanation["exact"] is True and explanation["background_size"] == 100
+    assert explanation["additivity_error"] <= 1e-6
     total = explanation["base_value"] + sum(explanation["contributions"].values())
     assert total == pytest.approx(one["probability"], abs=1e-6)
     assert explanation["contributions"]["sex"] < 0  # being a man lowers the survival probability
@@ -173,6 +174,9 @@ def test_batch_limit_is_413(served_store: Store) -> None:
         assert small.post("/predict/batch", json=[THIRD_CLASS_MAN] * 3).status_code == 200
         refused = small.post("/predict/batch", json=[THIRD_CLASS_MAN] * 4)
         assert refused.status_code == 413 and "limit is 3" in refused.json()["error"]["message"]
+        huge = small.post("/predict/batch", content=b"[" + b" " * 10_000 + b"]",
+                          headers={"content-type": "application/json"})
+        assert huge.status_code == 413 and huge.json()["error"]["field"] == "body"
 
 
 def test_metrics_in_prometheus_format(api: TestClient) -> None:
@@ -232,7 +236,7 @@ def test_a_model_logged_by_plain_mlflow_gets_a_schema_from_its_signature(store: 
                              LogisticRegression()).fit(frame, target)
     settings = store.settings()
     bind_fluent_api(settings)
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=store.client().create_experiment("plain-mlflow")):
         mlflow.sklearn.log_model(pipeline, name="model", signature=infer_signature(frame, pipeline.predict(frame)),
                                  registered_model_name="other-model")
     store.client().set_registered_model_alias("other-model", "production", "1")

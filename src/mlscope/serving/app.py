@@ -29,6 +29,7 @@ from mlscope.serving.watcher import ModelWatcher
 from mlscope.web.errors import error_body, install_error_handlers
 
 MAX_BYTES_PER_ROW = 2048  # a passenger is ~100 bytes of JSON; the byte limit only stops absurd bodies
+MAX_EXPLAINED_ROWS = 1000  # exact explanations cost ~5-15 ms a row: bound one request's work
 INLINE_ROWS = 256  # larger batches run in a worker thread: the loop keeps serving and the forest kernel (no GIL) overlaps
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -55,6 +56,7 @@ async def read_limited(request: HTTPRequest, limit: int) -> bytes:
 def settle_heap() -> None:
     """Move everything loaded so far (MLflow, scikit-learn, the model) out of the garbage collector's
     sight: a full collection over that heap stalls every request for 100+ ms."""
+    gc.unfreeze()  # a swapped-out model's cycles become collectable again
     gc.collect()
     gc.freeze()
 
@@ -72,7 +74,7 @@ def _explanation(model: LoadedModel, columns: dict[str, np.ndarray]) -> list[dic
              "contributions": dict(zip(fields, row.tolist(), strict=True)),
              "exact": bool(explanation.metadata["exact"]),
              "background_size": int(explanation.metadata["background_size"]),
-             "max_additivity_error": float(error)}
+             "additivity_error": float(error)}
             for row, error in zip(explanation.values, errors, strict=True)]
 
 
@@ -130,6 +132,7 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract) ->
             raise RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
                                          ) from None
         return contract.columns(items), len(items)
+
     examples = {f"example {n + 1}": {"value": example} for n, example in enumerate(contract.examples())}
     ExplainFlag = Annotated[bool, Query(description="Add exact per-feature Shapley contributions.")]
 
@@ -184,6 +187,9 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract) ->
         columns, rows = parse_batch(await read_limited(request, settings.max_batch_rows * MAX_BYTES_PER_ROW))
         if rows > settings.max_batch_rows:
             raise TooLarge(f"{rows} rows, the limit is {settings.max_batch_rows}", field="body")
+        if explain and rows > MAX_EXPLAINED_ROWS:
+            raise TooLarge(f"explain=true takes at most {MAX_EXPLAINED_ROWS} rows per request, got {rows}",
+                           field="explain")
         if not rows:
             return _json([])
         model = served()

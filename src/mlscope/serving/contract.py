@@ -70,7 +70,7 @@ class Explanation(BaseModel):
     contributions: dict[str, float]
     exact: bool
     background_size: int
-    max_additivity_error: float
+    additivity_error: float = Field(description="|base_value + sum(contributions) - probability|.")
 
 
 class PassengerAnswer(BaseModel):
