@@ -218,7 +218,8 @@ def test_unreachable_registry_is_503_with_the_reason(monkeypatch: pytest.MonkeyP
         assert api.get("/model").status_code == 503
 
 
-def test_a_model_logged_by_plain_mlflow_gets_a_schema_from_its_signature(store: Store) -> None:
+def log_plain_model(store: Store, registered_name: str) -> tuple[Any, str]:
+    """An sklearn pipeline logged the stock MLflow way (not by mlscope) as a new version; (model, version)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -234,12 +235,20 @@ def test_a_model_logged_by_plain_mlflow_gets_a_schema_from_its_signature(store: 
     target = (frame["width"] + (frame["colour"] == "red") > 0.5).astype(int)
     pipeline = make_pipeline(ColumnTransformer([("colour", OneHotEncoder(), ["colour"])], remainder="passthrough"),
                              LogisticRegression()).fit(frame, target)
+    bind_fluent_api(store.settings())
+    client = store.client()
+    experiment = client.get_experiment_by_name("plain-mlflow")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("plain-mlflow")
+    with mlflow.start_run(experiment_id=experiment_id):
+        info = mlflow.sklearn.log_model(pipeline, name="model", signature=infer_signature(frame, pipeline.predict(frame)),
+                                        registered_model_name=registered_name)
+    return pipeline, str(info.registered_model_version)
+
+
+def test_a_model_logged_by_plain_mlflow_gets_a_schema_from_its_signature(store: Store) -> None:
+    pipeline, version = log_plain_model(store, "other-model")
+    store.client().set_registered_model_alias("other-model", "production", version)
     settings = store.settings()
-    bind_fluent_api(settings)
-    with mlflow.start_run(experiment_id=store.client().create_experiment("plain-mlflow")):
-        mlflow.sklearn.log_model(pipeline, name="model", signature=infer_signature(frame, pipeline.predict(frame)),
-                                 registered_model_name="other-model")
-    store.client().set_registered_model_alias("other-model", "production", "1")
 
     with TestClient(build_api(settings.model_copy(update={"model_name": "other-model"}))) as api:
         answer = api.post("/predict", json={"width": 1.5, "colour": "blue"}).json()
@@ -254,3 +263,17 @@ def test_a_model_logged_by_plain_mlflow_gets_a_schema_from_its_signature(store: 
         no_explainer = api.post("/predict", params={"explain": "true"}, json={"width": 1.5, "colour": "blue"})
         assert no_explainer.status_code == 422 and no_explainer.json()["error"]["field"] == "explain"
         assert "no logged explanation" in no_explainer.json()["error"]["message"]
+
+
+def test_a_version_with_other_inputs_is_not_swapped_in(served_store: Store) -> None:
+    client = served_store.client()
+    client.set_registered_model_alias("titanic-survival", "mixed", "2")
+    with TestClient(build_api(served_store.settings(alias="mixed", poll_seconds=0.05))) as api:
+        _, version = log_plain_model(served_store, "titanic-survival")
+        client.set_registered_model_alias("titanic-survival", "mixed", version)
+        deadline = time.monotonic() + 30
+        while not api.get("/model").json()["registry_problem"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "takes different inputs" in api.get("/model").json()["registry_problem"]
+        assert api.post("/predict", json=THIRD_CLASS_MAN).json()["model"]["version"] == "2"
+        assert api.get("/ready").status_code == 200

@@ -45,6 +45,7 @@ class ModelWatcher:
         self.swaps = 0
         self.failed_checks = 0
         self.attempt_delay = 0.0
+        self._refused: tuple[str, str] | None = None  # (version, why): not reloaded on every poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_change: list[Callable[[LoadedModel], None]] = []
@@ -61,14 +62,18 @@ class ModelWatcher:
             if current is not None and current.version == version:
                 self.problem = None
                 return True
+            if self._refused is not None and self._refused[0] == version:
+                return self._failed(self._refused[1])
             loaded = self.loader(self.settings, self.client, self.target.name, self.target.alias, version)
         except MlscopeError as exc:
             return self._failed(exc.message)
         except Exception as exc:  # noqa: BLE001 - registry outages surface as many exception types
             return self._failed(f"{type(exc).__name__}: {first_line(exc)}")
         if self.contract is not None and loaded.contract.key != self.contract.key:
-            return self._failed(f"version {version} takes different inputs than the API serves "
-                                f"(version {current.version if current else '?'}); restart to serve it")
+            why = (f"version {version} takes different inputs than the API serves "
+                   f"(version {current.version if current else '?'}); restart to serve it")
+            self._refused = (version, why)
+            return self._failed(why)
         self.contract = self.contract or loaded.contract
         self.current = loaded
         self.swaps += 1 if current is not None else 0
