@@ -24,6 +24,7 @@ bench: install
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/explain_speed.py
 	$(BIN)/python bench/serve_speed.py
+	$(BIN)/python bench/run_index_speed.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns mlartifacts .pytest_cache

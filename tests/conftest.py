@@ -68,3 +68,24 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, o
     result = invoke(store, "train", "--promote")
     assert result.exit_code == 0, result.output
     yield store, result
+
+
+# PostgreSQL- and Chromium-marked tests skip with the reason where the service is missing, except on CI.
+REQUIRED_ON_CI = {"postgres": "PostgreSQL", "browser": "Chromium"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A skipped `postgres` or `browser` test is a failure when CI=true: CI must not pass without them."""
+    import os
+
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or os.environ.get("CI") != "true":
+        return
+    for marker, service in REQUIRED_ON_CI.items():
+        if item.get_closest_marker(marker) is not None:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = f"{marker} test skipped while CI=true ({service} is required on CI): {reason}"
+            return

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,18 +18,12 @@ import httpx
 import numpy as np
 import pytest
 
-from mlscope.cli.servers import server_config
 from mlscope.serving.app import build_api
 from tests.conftest import Store
+from tests.live import free_port, live_app
 from tests.integration.test_serve import THIRD_CLASS_MAN, expected, registered_model
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -43,25 +36,8 @@ def own_store(trained, tmp_path: Path) -> Store:
 
 @contextmanager
 def live_server(store: Store, **overrides: object) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(server_config(build_api(store.settings(**overrides)), "127.0.0.1", port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    try:
+    with live_app(build_api(store.settings(**overrides)), ready_path="/ready") as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def test_hot_swap_under_load_fails_no_request(own_store: Store) -> None:

@@ -1,0 +1,134 @@
+"""The fallback: the same answers through MLflow's public API (`MlflowClient.search_runs`), for
+tracking servers, file stores, unverified schema revisions and filters the SQL path does not translate.
+Whole result lists are cached for a few seconds, so paging through them does not search again."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mlscope.errors import BadInput, TrackingUnavailable
+from mlscope.tracking.index.models import Direction, IndexedRun, RunMatrix, RunPage
+from mlscope.tracking.index.translate import one_line
+
+T = TypeVar("T")
+_PAGE = 10_000
+_CACHE_ENTRIES = 32
+_VIEWS = {("active",): ViewType.ACTIVE_ONLY, ("deleted",): ViewType.DELETED_ONLY,
+          ("active", "deleted"): ViewType.ALL}
+
+
+def from_mlflow(run: Run) -> IndexedRun:
+    """An MLflow Run as the index shows runs."""
+    info = run.info
+    return IndexedRun(
+        run_id=info.run_id, run_name=info.run_name, experiment_id=str(info.experiment_id), status=info.status,
+        start_time=info.start_time, end_time=info.end_time, lifecycle_stage=info.lifecycle_stage,
+        user_id=info.user_id, artifact_uri=info.artifact_uri, metrics=dict(run.data.metrics),
+        params=dict(run.data.params), tags=dict(run.data.tags),
+    )
+
+
+def best_of(candidates: Sequence[IndexedRun], metric: str, direction: Direction) -> tuple[IndexedRun, float] | None:
+    """The run with the best non-NaN `metric`; ties: earliest start_time (missing counts as 0), then run id."""
+    scored = [(run, run.metrics[metric]) for run in candidates
+              if metric in run.metrics and not math.isnan(run.metrics[metric])]
+    if not scored:
+        return None
+    sign = -1.0 if direction == "max" else 1.0
+    return min(scored, key=lambda pair: (sign * pair[1], pair[0].start_time or 0, pair[0].run_id))
+
+
+class ApiBackend:
+    """Run queries answered by MlflowClient.search_runs (all pages)."""
+
+    name = "api"
+
+    def __init__(self, tracking_uri: str, cache_seconds: float) -> None:
+        self.tracking_uri = tracking_uri
+        self.cache_seconds = cache_seconds
+        self._client: MlflowClient | None = None
+        self._cache: dict[tuple[object, ...], tuple[float, list[IndexedRun]]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def experiment_ids(self, name: str) -> list[tuple[str, str | None]]:
+        experiment = _call(lambda: self.client.get_experiment_by_name(name))
+        return [] if experiment is None else [(experiment.experiment_id, None)]
+
+    def page(self, experiment_id: str, filter_string: str, order_by: Sequence[str], stages: list[str],
+             offset: int, limit: int) -> RunPage:
+        found = self.all_runs(experiment_id, filter_string, order_by, stages)
+        return RunPage(runs=found[offset:offset + limit], total=len(found), offset=offset, limit=limit, backend="api")
+
+    def best(self, experiment_id: str, filter_string: str, stages: list[str], metric: str,
+             direction: Direction) -> tuple[IndexedRun, float] | None:
+        return best_of(self.all_runs(experiment_id, filter_string, (), stages), metric, direction)
+
+    def matrix(self, experiment_id: str, filter_string: str, order_by: Sequence[str], stages: list[str],
+               metric_keys: Sequence[str], param_keys: Sequence[str]) -> RunMatrix:
+        found = self.all_runs(experiment_id, filter_string, order_by, stages)
+        return RunMatrix(
+            run_ids=[run.run_id for run in found], run_names=[run.run_name for run in found],
+            statuses=[run.status for run in found], start_times=[run.start_time for run in found],
+            metrics={key: [run.metrics.get(key) for run in found] for key in metric_keys},
+            params={key: [run.params.get(key) for run in found] for key in param_keys}, backend="api",
+        )
+
+    def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, IndexedRun]:
+        found: dict[str, IndexedRun] = {}
+        for run_id in dict.fromkeys(run_ids):
+            try:
+                found[run_id] = from_mlflow(self.client.get_run(run_id))
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise TrackingUnavailable(f"MLflow: {one_line(exc)}") from None
+        return found
+
+    def all_runs(self, experiment_id: str, filter_string: str, order_by: Sequence[str],
+                 stages: list[str]) -> list[IndexedRun]:
+        key = (experiment_id, filter_string, tuple(order_by), tuple(stages))
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.cache_seconds:
+            return hit[1]
+        found = _call(lambda: self._search(experiment_id, filter_string, order_by, _VIEWS[tuple(stages)]))
+        with self._lock:
+            self._cache[key] = (now, found)
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.pop(next(iter(self._cache)))
+        return found
+
+    def _search(self, experiment_id: str, filter_string: str, order_by: Sequence[str],
+                view: int) -> list[IndexedRun]:
+        found: list[IndexedRun] = []
+        token = None
+        while True:
+            page = self.client.search_runs([experiment_id], filter_string=filter_string, run_view_type=view,
+                                           max_results=_PAGE, order_by=list(order_by), page_token=token)
+            found.extend(from_mlflow(run) for run in page)
+            token = page.token
+            if not token:
+                return found
+
+
+def _call(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except MlflowException as exc:
+        if exc.error_code == "INVALID_PARAMETER_VALUE":
+            raise BadInput(f"bad filter: {one_line(exc)}", field="filter") from None
+        raise TrackingUnavailable(f"MLflow: {one_line(exc)}") from None

@@ -1,0 +1,121 @@
+"""The runs view in a real browser (Debian's Chromium through Playwright), served over real HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import mlflow
+import pytest
+
+from mlscope.config import Settings
+
+from mlscope.tracking.client import bind_fluent_api
+from mlscope.web.app import create_app
+from tests.conftest import Store
+from tests.live import browser, live_app  # noqa: F401 - the browser fixture
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def site(trained) -> Iterator[str]:
+    store, _ = trained
+    with live_app(create_app(store.settings())) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1500, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def names(page: Any) -> list[str]:
+    return page.locator("[data-rows] .row .name").all_inner_texts()
+
+
+def test_runs_view_sorts_on_the_server_and_marks_the_best(site: str, page: Any) -> None:
+    page.goto(site + "/")
+    page.wait_for_selector("[data-rows] .row")
+    assert "/experiments/titanic?order_by=metrics.roc_auc+DESC" in page.url
+    assert len(names(page)) == 4 and names(page)[0] == "logistic-regression"  # default: best metric first
+    assert page.locator(".row.best .name").inner_text() == "logistic-regression"
+    assert "best by roc_auc" in page.inner_text("#best-note")
+    page.click("button[data-sort='attributes.run_name']")
+    page.wait_for_function("document.querySelector('[data-rows] .row .name').textContent === 'svm'")
+    assert names(page) == ["svm", "rf-tuned", "rf-baseline", "logistic-regression"]
+    assert "order_by=attributes.run_name+DESC" in page.url  # the state is in the URL: bookmarkable
+    page.click("button[data-sort='attributes.run_name']")
+    page.wait_for_function("document.querySelector('[data-rows] .row .name').textContent === 'logistic-regression'")
+    assert page.get_attribute("button[data-sort='attributes.run_name']", "aria-sort") == "ascending"
+
+
+def test_filter_and_readable_error(site: str, page: Any) -> None:
+    page.goto(site + "/experiments/titanic")
+    page.wait_for_selector("[data-rows] .row")
+    page.fill("[data-filter]", "params.model_type = 'random_forest'")
+    page.press("[data-filter]", "Enter")
+    page.wait_for_function("document.querySelectorAll('[data-rows] .row').length === 2")
+    assert sorted(names(page)) == ["rf-baseline", "rf-tuned"]
+    assert page.inner_text("[data-count]") == "2 run(s)"
+    page.fill("[data-filter]", "metrics.accuracy >>> 1")
+    page.press("[data-filter]", "Enter")
+    page.wait_for_selector("[data-error]:not([hidden])")
+    assert page.inner_text("[data-error]").startswith("bad filter")
+
+
+def test_run_names_are_text_not_markup(store: Store, page: Any) -> None:
+    bind_fluent_api(store.settings())
+    experiment = mlflow.set_experiment("titanic")
+    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="<img src=x onerror=alert(1)>"):
+        mlflow.log_metric("roc_auc", 0.5)
+    with live_app(create_app(store.settings())) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("[data-rows] .row")
+        assert names(page) == ["<img src=x onerror=alert(1)>"]
+        assert page.locator("[data-rows] img").count() == 0
+
+
+@pytest.fixture(scope="module")
+def big_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The run-index benchmark's experiment — 10,000 runs, 6 metrics, 8 params, 3 tags — in a fresh store."""
+    from bench.run_index_speed import EXPERIMENT, ensure_store
+
+    root = tmp_path_factory.mktemp("ten-thousand")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    ensure_store(uri, root / "artifacts")
+    settings = Settings(tracking_uri=uri, registry_uri=uri, experiment_name=EXPERIMENT)
+    with live_app(create_app(settings)) as url:
+        yield url
+
+
+def api_names(url: str, order_by: str, offset: int, limit: int) -> list[str]:
+    body = httpx.get(f"{url}/api/runs/page", params={"order_by": order_by, "offset": offset, "limit": limit}).json()
+    return [run["name"] for run in body["runs"]]
+
+
+def test_ten_thousand_runs_render_only_what_is_in_view_and_sort_on_the_server(big_site: str, page: Any) -> None:
+    page.goto(big_site + "/")
+    page.wait_for_selector("[data-rows] .row")
+    assert page.inner_text("[data-count]") == "10,000 run(s)"
+    assert 0 < page.locator("[data-rows] .row").count() < 100  # not 10,000 DOM rows
+    assert names(page)[:5] == api_names(big_site, "metrics.roc_auc DESC", 0, 5)
+
+    started = time.perf_counter()
+    page.click("button[data-sort='metrics.accuracy']")
+    expected = api_names(big_site, "metrics.accuracy DESC", 0, 5)
+    page.wait_for_function("name => document.querySelector('[data-rows] .row .name').textContent === name",
+                           arg=expected[0])
+    sorted_in = time.perf_counter() - started
+    assert names(page)[:5] == expected
+
+    page.evaluate("document.querySelector('[data-viewport]').scrollTop = 1e9")
+    last = api_names(big_site, "metrics.accuracy DESC", 9_995, 5)
+    page.wait_for_function("name => [...document.querySelectorAll('[data-rows] .row .name')]"
+                           ".some(cell => cell.textContent === name)", arg=last[-1])
+    assert names(page)[-5:] == last and page.locator("[data-rows] .row").count() < 100
+    print(f"sorted 10,000 runs in the browser in {sorted_in * 1000:.0f} ms")
