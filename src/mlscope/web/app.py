@@ -4,7 +4,6 @@ JSON API under /api."""
 # No `from __future__ import annotations`: FastAPI must resolve the local dependency `runs_query`.
 from importlib import resources
 from typing import Annotated
-
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -15,15 +14,9 @@ from fastapi.templating import Jinja2Templates
 import mlscope
 from mlscope.config import Settings
 from mlscope.tracking.client import make_client
-from mlscope.web.errors import install_error_handlers
 from mlscope.tracking.index import open_run_index
-from mlscope.tracking.overview import (
-    RunList,
-    RunPageView,
-    experiment_headline,
-    run_list,
-    run_page,
-)
+from mlscope.tracking.overview import RunList, RunPageView, experiment_headline, run_list, run_page
+from mlscope.web.errors import install_error_handlers
 
 HEADLINE_COLUMNS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
@@ -31,7 +24,8 @@ HEADLINE_COLUMNS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_los
 def create_app(settings: Settings) -> FastAPI:
     """Build the app around one settings object (no globals)."""
     app = FastAPI(title="mlscope", version=mlscope.__version__,
-                  description="Runs of an MLflow experiment, best run marked.")
+                  description="The runs of MLflow experiments: pages sorted and filtered on the server, "
+                              "best run marked.")
     install_error_handlers(app)
     templates = Jinja2Templates(directory=str(resources.files("mlscope.web").joinpath("templates")))
     client = make_client(settings)
