@@ -495,3 +495,63 @@ def test_best_agrees_with_the_overview_rule(seeded: Seeded) -> None:
             got = seeded.index.best(seeded.experiment_id, metric, direction,
                                     filter_string="attributes.status = 'FINISHED'")
             assert (got and got.run.run_id) == (expected and expected.run_id)
+
+
+# --- a remote tracking server: the public REST API ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http_seeded(sqlite_seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    """A real `mlflow server` over the seeded SQLite store; the index reads it through REST."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.live import free_port
+
+    port, log = free_port(), tmp_path_factory.mktemp("mlflow-server") / "server.log"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", sqlite_seeded.uri, "--host",
+             "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--default-artifact-root", str(tmp_path_factory.mktemp("served-artifacts"))],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{uri}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"mlflow server did not start: {log.read_text()[-1500:]}")
+        index = RunIndex(uri, cache_seconds=0)
+        yield Seeded(uri, sqlite_seeded.experiment_id, MlflowClient(tracking_uri=uri), index, sqlite_seeded.observed)
+        index.close()
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("number", range(0, CASES, 4))
+def test_a_remote_tracking_server_is_read_through_its_rest_api_with_the_same_answers(
+        http_seeded: Seeded, sqlite_seeded: Seeded, number: int) -> None:
+    assert http_seeded.index.backend == "api" and "not a SQLite" in http_seeded.index.fallback_reason
+    case = make_case(number, http_seeded.observed)
+    try:
+        want = mlflow_runs(http_seeded, case)
+    except MlflowException:
+        with pytest.raises(BadInput):
+            http_seeded.index.page(http_seeded.experiment_id, filter_string=case.filter_string,
+                                   order_by=case.order_by)
+        return
+    assert_matches(http_seeded.index, http_seeded, case, want, pages=number % 8 == 0)
+    over_sql = sqlite_seeded.index.page(sqlite_seeded.experiment_id, filter_string=case.filter_string,
+                                        order_by=case.order_by, limit=1000, view=case.view)
+    assert [run.run_id for run in over_sql.runs] == [run.run_id for run in want]
