@@ -162,9 +162,9 @@ class BlockEvaluator:
         self.estimator = model.steps[-1][1]
         self.positive = positive_class_index(self.estimator)
         if previous is not None:
-            self.positive_proba, self.head_kind = previous.positive_proba, previous.head_kind
+            self.positive_proba = previous.positive_proba
         else:
-            self.positive_proba, self.head_kind = estimator_head(self.estimator, self.positive)
+            self.positive_proba, _ = estimator_head(self.estimator, self.positive)
         self.blocks: list[tuple[int, np.ndarray]] = []
         for position, (feature, transformer) in enumerate(layout):
             j = codebook.features.index(feature)

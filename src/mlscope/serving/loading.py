@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ class LoadedModel:
     explain_unavailable: str | None = None
     _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @property
+    @functools.cached_property
     def ref(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version}
 

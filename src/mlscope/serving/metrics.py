@@ -49,6 +49,7 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics, paths: Callable[[], set[str]]) -> None:
         self.app, self.metrics, self.paths = app, metrics, paths
+        self._known: set[str] | None = None  # the app's routes, read once they exist
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]]) -> None:
@@ -67,7 +68,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            path = scope["path"] if scope["path"] in self.paths() else "other"
+            if self._known is None:
+                self._known = self.paths()
+            path = scope["path"] if scope["path"] in self._known else "other"
             self.metrics.requests.labels(scope["method"], path, str(status)).inc()
             if status >= 400:
                 self.metrics.errors.labels(path, str(status)).inc()

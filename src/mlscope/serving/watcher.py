@@ -44,7 +44,6 @@ class ModelWatcher:
         self.problem: str | None = "not loaded yet"
         self.swaps = 0
         self.failed_checks = 0
-        self.attempt_delay = 0.0
         self._refused: tuple[str, str] | None = None  # (version, why): not reloaded on every poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,6 +91,8 @@ class ModelWatcher:
 
     def _run(self) -> None:
         failures = 0
+        if self.current is not None:  # the caller's first check loaded it: next look after one interval
+            self._stop.wait(self.settings.poll_seconds)
         while not self._stop.is_set():
             ok = self.check()
             failures = 0 if ok else failures + 1
@@ -99,7 +100,6 @@ class ModelWatcher:
                 delay = self.settings.poll_seconds
             else:
                 delay = min(self.settings.retry_seconds * 2 ** min(failures - 1, 16), MAX_BACKOFF_SECONDS)
-            self.attempt_delay = delay
             self._stop.wait(delay)
 
     def start(self) -> None:
