@@ -27,6 +27,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_ok(url: str, seconds: float) -> bool:
+    """Poll `url` until it answers 200 (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 @contextmanager
 def live_app(app: Any, ready_path: str = "/health") -> Iterator[str]:
     """Serve `app` on a free port until the block ends; yields its base URL once `ready_path` is 200."""
@@ -37,14 +50,7 @@ def live_app(app: Any, ready_path: str = "/health") -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}{ready_path}").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
+    wait_for_ok(f"{url}{ready_path}", 30)
     try:
         yield url
     finally:

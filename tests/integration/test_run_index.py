@@ -506,11 +506,7 @@ def http_seeded(sqlite_seeded: Seeded, tmp_path_factory: pytest.TempPathFactory)
     import os
     import subprocess
     import sys
-    import time
-
-    import httpx
-
-    from tests.live import free_port
+    from tests.live import free_port, wait_for_ok
 
     port, log = free_port(), tmp_path_factory.mktemp("mlflow-server") / "server.log"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -522,14 +518,7 @@ def http_seeded(sqlite_seeded: Seeded, tmp_path_factory: pytest.TempPathFactory)
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{uri}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
+        if not wait_for_ok(f"{uri}/health", 90):
             pytest.fail(f"mlflow server did not start: {log.read_text()[-1500:]}")
         index = RunIndex(uri, cache_seconds=0)
         yield Seeded(uri, sqlite_seeded.experiment_id, MlflowClient(tracking_uri=uri), index, sqlite_seeded.observed)

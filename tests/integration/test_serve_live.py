@@ -20,7 +20,7 @@ import pytest
 
 from mlscope.serving.app import build_api
 from tests.conftest import Store
-from tests.live import free_port, live_app
+from tests.live import free_port, live_app, wait_for_ok
 from tests.integration.test_serve import THIRD_CLASS_MAN, expected, registered_model
 
 pytestmark = pytest.mark.slow
@@ -112,13 +112,7 @@ def test_serve_command_drains_in_flight_requests_on_sigterm(own_store: Store, tm
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_for_ok(f"{url}/ready", 60)
         slow_body = [{**THIRD_CLASS_MAN, "age": float(a), "fare": float(f)} for a in range(60) for f in range(10)]
         outcome: dict[str, httpx.Response] = {}
         request = threading.Thread(target=lambda: outcome.update(reply=httpx.post(
