@@ -70,6 +70,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, o
     yield store, result
 
 
+def copy_of(store: Store, root: Path) -> Store:
+    """A copy of `store`'s database in `root` (its artifacts stay shared): for tests that change aliases
+    or tags without touching the session's trained store."""
+    import shutil
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(store.root / "mlflow.db", root / "mlflow.db")
+    return Store(root)
+
+
 # PostgreSQL- and Chromium-marked tests skip with the reason where the service is missing, except on CI.
 REQUIRED_ON_CI = {"postgres": "PostgreSQL", "browser": "Chromium"}
 

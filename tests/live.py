@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,17 @@ from mlscope.cli.servers import server_config
 
 CHROMIUM = os.environ.get("MLSCOPE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+SCREENSHOTS = Path(os.environ.get("MLSCOPE_TEST_OUTPUT", Path(__file__).resolve().parent.parent / "test-output")) / "screenshots"
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot of a view under test-output/screenshots/ (CI keeps the folder)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    target = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(target), full_page=True)
+    return target
 
 
 def free_port() -> int:

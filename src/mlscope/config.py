@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
                                  description="First retry delay while no model can be loaded (doubles, up to 30 s).")
     max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows one /predict/batch request may send.")
     user: str = Field(default_factory=getpass.getuser, description="Name recorded in audit tags.")
+    token: SecretStr | None = Field(
+        default=None, description="When set, the dashboard's mutating actions (promote, compute) need it as a bearer token.")
+    protect_reads: bool = Field(default=False, description="With a token set, require it for the dashboard's reads too.")
+    headline_metric: str = Field(default="roc_auc", description="Metric the dashboard ranks runs and experiments by.")
+    mlflow_ui_url: str | None = Field(
+        default=None, description="Base URL of the stock MLflow UI; run pages link to it when set.")
     trust_registry_models: bool = Field(
         default=True,
         description="Allow loading pickled models from the configured registry "

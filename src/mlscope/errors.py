@@ -54,3 +54,11 @@ class TooLarge(MlscopeError):
     exit_code = 2
     status = 413
     code = "too_large"
+
+
+class Unauthorized(MlscopeError):
+    """A protected action was asked for without the configured token."""
+
+    exit_code = 2
+    status = 401
+    code = "unauthorized"

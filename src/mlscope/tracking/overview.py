@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+from mlflow.entities import Experiment, ViewType
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
 from mlscope.tracking import registry
 from mlscope.tracking.index import RunIndex
+from mlscope.tracking.index.models import BestRun
 from mlscope.tracking.runs import best_run, infer_direction, list_runs
 
 
@@ -24,6 +26,7 @@ class RunSummary(BaseModel):
     metrics: dict[str, float]
     registered: str | None
     is_best: bool
+    params: dict[str, str] = {}
 
 
 class RunList(BaseModel):
@@ -68,7 +71,10 @@ class RunPageView(BaseModel):
     offset: int
     limit: int
     order_by: str
+    metric: str
+    direction: str
     best_run_id: str | None
+    best_reason: str | None
     runs: list[RunSummary]
 
 
@@ -87,7 +93,7 @@ def experiment_headline(index: RunIndex, experiment: str, metric: str, direction
     experiment_id = index.experiment_id(experiment)
     total = index.page(experiment_id, limit=1).total
     best = index.best(experiment_id, metric, direction)  # type: ignore[arg-type]
-    reason = f"best by {metric}, {best.value:.4f}" if best else None
+    reason = best_reason(best)
     return ExperimentHeadline(experiment=experiment, total=total, metric=metric, direction=direction,
                               best_run_id=best.run.run_id if best else None, best_reason=reason)
 
@@ -106,8 +112,72 @@ def run_page(index: RunIndex, client: MlflowClient, experiment: str, model_name:
         RunSummary(run_id=r.run_id, name=r.run_name or r.run_id[:8], status=r.status,
                    model_type=r.params.get("model_type"), start_time=r.start_time, end_time=r.end_time,
                    metrics={k: v for k, v in r.metrics.items() if not math.isnan(v)},
-                   registered=labels.get(r.run_id), is_best=r.run_id == best_id)
+                   registered=labels.get(r.run_id), is_best=r.run_id == best_id, params=r.params)
         for r in page.runs
     ]
     return RunPageView(experiment=experiment, total=page.total, offset=page.offset, limit=page.limit,
-                       order_by=order_by, best_run_id=best_id, runs=runs)
+                       order_by=order_by, metric=metric, direction=direction, best_run_id=best_id,
+                       best_reason=best_reason(best), runs=runs)
+
+
+def best_reason(best: BestRun | None) -> str | None:
+    """Why a run is best, in the words the views show: 'best by roc_auc, 0.848'."""
+    return f"best by {best.metric}, {best.value:.4g}" if best else None
+
+
+class ExperimentSummary(BaseModel):
+    experiment_id: str
+    name: str
+    runs: int
+    last_activity: int | None
+    metric: str
+    direction: str
+    best_value: float | None
+    best_run_id: str | None
+    best_run_name: str | None
+
+
+class ExperimentList(BaseModel):
+    metric: str
+    experiments: list[ExperimentSummary]
+
+
+def experiment_list(client: MlflowClient, index: RunIndex, metric: str) -> ExperimentList:
+    """Every active experiment with its number of runs, last activity and best value of `metric`."""
+    direction = infer_direction(metric)
+    summaries = []
+    for experiment in _all_experiments(client):
+        experiment_id = str(experiment.experiment_id)
+        latest = index.page(experiment_id, order_by=["attributes.start_time DESC"], limit=1)
+        last = latest.runs[0] if latest.runs else None
+        activity = [t for t in (experiment.last_update_time, last and (last.end_time or last.start_time)) if t]
+        best = index.best(experiment_id, metric, direction)  # type: ignore[arg-type]
+        summaries.append(ExperimentSummary(
+            experiment_id=experiment_id, name=experiment.name, runs=latest.total,
+            last_activity=max(activity) if activity else None, metric=metric, direction=direction,
+            best_value=best.value if best else None, best_run_id=best.run.run_id if best else None,
+            best_run_name=(best.run.run_name or best.run.run_id[:8]) if best else None))
+    summaries.sort(key=lambda e: -(e.last_activity or 0))
+    return ExperimentList(metric=metric, experiments=summaries)
+
+
+def _all_experiments(client: MlflowClient) -> list[Experiment]:
+    found: list[Experiment] = []
+    token = None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+class ExperimentColumns(BaseModel):
+    experiment: str
+    metrics: list[str]
+    params: list[str]
+
+
+def experiment_columns(index: RunIndex, experiment: str) -> ExperimentColumns:
+    metrics, params = index.keys(index.experiment_id(experiment))
+    return ExperimentColumns(experiment=experiment, metrics=metrics, params=params)

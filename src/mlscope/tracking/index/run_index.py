@@ -96,6 +96,16 @@ class RunIndex:
             return self._api.matrix(experiment_id, filter_string, order_by, stages, metrics, params)
         return _sql_call(lambda: sql.matrix(experiment_id, parsed, order_by, stages, metrics, params))
 
+    def keys(self, experiment_id: str, *, view: int = ViewType.ACTIVE_ONLY) -> tuple[list[str], list[str]]:
+        """The metric keys and param keys any run of the experiment has, sorted (for column choosers)."""
+        _, stages = self._prepare("", (), view)
+        sql = self._sql_backend()
+        if sql is None:
+            found = self._api.all_runs(experiment_id, "", (), stages)
+            return (sorted({key for run in found for key in run.metrics}),
+                    sorted({key for run in found for key in run.params}))
+        return _sql_call(lambda: sql.keys(experiment_id, stages))
+
     def compare(self, run_ids: Sequence[str]) -> RunComparison:
         """Params, metrics and tags of the given runs (any experiment or lifecycle stage), in that order."""
         if not run_ids:

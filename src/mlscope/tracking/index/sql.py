@@ -99,6 +99,15 @@ class SqlBackend:
         return RunMatrix(run_ids=run_ids, run_names=names, statuses=statuses, start_times=start_times,
                          metrics=metric_columns, params=param_columns, backend="sql")
 
+    def keys(self, experiment_id: str, stages: list[str]) -> tuple[list[str], list[str]]:
+        where = self._where(experiment_id, [], stages)
+        matching = sa.select(runs.c.run_uuid).where(*where)
+        with self.engine.connect() as conn:
+            found = [sorted(str(row[0]) for row in conn.execute(
+                sa.select(table.c.key).distinct().where(table.c.run_uuid.in_(matching))))
+                for table in (latest_metrics, params)]
+        return found[0], found[1]
+
     def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, IndexedRun]:
         with self.engine.connect() as conn:
             rows = [row for chunk in _chunks(list(dict.fromkeys(run_ids)))
