@@ -33,6 +33,14 @@ def screenshot(page: Any, name: str) -> Path:
     return target
 
 
+def console_errors(page: Any) -> list[str]:
+    """Collects the page's console errors and uncaught exceptions from now on (assert it stays empty)."""
+    found: list[str] = []
+    page.on("console", lambda message: found.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: found.append(str(error)))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     headline_metric: str = Field(default="roc_auc", description="Metric the dashboard ranks runs and experiments by.")
     mlflow_ui_url: str | None = Field(
         default=None, description="Base URL of the stock MLflow UI; run pages link to it when set.")
+    tracking_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Dashboard: seconds an HTTP tracking server may take per request.")
+    tracking_retries: int = Field(default=2, ge=0, description="Dashboard: retries of a failing HTTP tracking request.")
     trust_registry_models: bool = Field(
         default=True,
         description="Allow loading pickled models from the configured registry "

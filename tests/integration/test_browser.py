@@ -15,7 +15,7 @@ from mlscope.config import Settings
 from mlscope.tracking.client import bind_fluent_api
 from mlscope.web.app import create_app
 from tests.conftest import Store
-from tests.live import browser, live_app  # noqa: F401 - the browser fixture
+from tests.live import browser, console_errors, live_app, screenshot  # noqa: F401 - the browser fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -38,28 +38,42 @@ def names(page: Any) -> list[str]:
     return page.locator("[data-rows] .row .name").all_inner_texts()
 
 
-def test_runs_view_sorts_on_the_server_and_marks_the_best(site: str, page: Any) -> None:
+def test_experiments_list_leads_to_the_runs(site: str, page: Any) -> None:
     page.goto(site + "/")
+    row = page.wait_for_selector("[data-experiments] tr[data-experiment='titanic']")
+    cells = row.query_selector_all("td")
+    assert cells[1].inner_text() == "4" and cells[3].inner_text() == "0.8437"
+    assert cells[4].inner_text() == "logistic-regression"
+    screenshot(page, "experiments")
+    page.click("text=titanic")
+    page.wait_for_selector("[data-rows] .row")
+    assert page.url.endswith("/experiments/titanic?order_by=metrics.roc_auc+DESC&metric=roc_auc"
+                             "&metrics=accuracy%2Cprecision%2Crecall%2Cf1%2Croc_auc%2Clog_loss")
+
+
+def test_runs_view_sorts_on_the_server_and_marks_the_best(site: str, page: Any) -> None:
+    page.goto(site + "/experiments/titanic")
     page.wait_for_selector("[data-rows] .row")
     assert "/experiments/titanic?order_by=metrics.roc_auc+DESC" in page.url
     assert len(names(page)) == 4 and names(page)[0] == "logistic-regression"  # default: best metric first
     assert page.locator(".row.best .name").inner_text() == "logistic-regression"
     assert "best by roc_auc" in page.inner_text("#best-note")
     page.click("button[data-sort='attributes.run_name']")
-    page.wait_for_function("document.querySelector('[data-rows] .row .name').textContent === 'svm'")
+    page.wait_for_function("() => document.querySelector('[data-rows] .row .name').textContent === 'svm'")
     assert names(page) == ["svm", "rf-tuned", "rf-baseline", "logistic-regression"]
     assert "order_by=attributes.run_name+DESC" in page.url  # the state is in the URL: bookmarkable
     page.click("button[data-sort='attributes.run_name']")
-    page.wait_for_function("document.querySelector('[data-rows] .row .name').textContent === 'logistic-regression'")
+    page.wait_for_function("() => document.querySelector('[data-rows] .row .name').textContent === 'logistic-regression'")
     assert page.get_attribute("button[data-sort='attributes.run_name']", "aria-sort") == "ascending"
 
 
 def test_filter_and_readable_error(site: str, page: Any) -> None:
     page.goto(site + "/experiments/titanic")
     page.wait_for_selector("[data-rows] .row")
+    screenshot(page, "runs")
     page.fill("[data-filter]", "params.model_type = 'random_forest'")
     page.press("[data-filter]", "Enter")
-    page.wait_for_function("document.querySelectorAll('[data-rows] .row').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('[data-rows] .row').length === 2")
     assert sorted(names(page)) == ["rf-baseline", "rf-tuned"]
     assert page.inner_text("[data-count]") == "2 run(s)"
     page.fill("[data-filter]", "metrics.accuracy >>> 1")
@@ -74,7 +88,7 @@ def test_run_names_are_text_not_markup(store: Store, page: Any) -> None:
     with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="<img src=x onerror=alert(1)>"):
         mlflow.log_metric("roc_auc", 0.5)
     with live_app(create_app(store.settings())) as url:
-        page.goto(url + "/")
+        page.goto(url + "/experiments/titanic")
         page.wait_for_selector("[data-rows] .row")
         assert names(page) == ["<img src=x onerror=alert(1)>"]
         assert page.locator("[data-rows] img").count() == 0
@@ -98,8 +112,64 @@ def api_names(url: str, order_by: str, offset: int, limit: int) -> list[str]:
     return [run["name"] for run in body["runs"]]
 
 
+def test_metric_picker_column_chooser_and_selection(site: str, page: Any) -> None:
+    errors = console_errors(page)
+    page.goto(site + "/experiments/titanic")
+    page.wait_for_selector("[data-rows] .row")
+    page.select_option("[data-metric]", "log_loss")  # lower is better: inferred from the name
+    page.wait_for_function("() => document.querySelector('[data-best-note]').textContent.includes('log_loss')")
+    assert page.inner_text("[data-best-note]") == "★ best by log_loss, 0.4423 (lower is better)"
+    assert page.locator(".row.best .name").inner_text() == "svm"
+    page.select_option("[data-direction]", "max")  # overridden by the user
+    page.wait_for_function("() => document.querySelector('[data-best-note]').textContent.includes('higher')")
+    assert page.locator(".row.best .name").inner_text() == "rf-baseline"
+    assert "metric=log_loss" in page.url and "direction=max" in page.url
+
+    page.click("[data-chooser] summary")
+    page.check("input[data-column='params.n_estimators']")
+    page.wait_for_selector("button[data-sort='params.n_estimators']")
+    page.uncheck("input[data-column='metrics.precision']")
+    assert page.locator("button[data-sort='metrics.precision']").count() == 0
+    assert "params=n_estimators" in page.url
+    page.click("button[data-sort='params.n_estimators']")
+    page.wait_for_function("() => document.querySelector('[data-rows] .row .name').textContent.startsWith('rf-')")
+    page.reload()  # every choice is in the URL
+    page.wait_for_selector("button[data-sort='params.n_estimators'][aria-sort='descending']")
+    assert page.locator("button[data-sort='metrics.precision']").count() == 0
+    assert page.inner_text("[data-best-note]").startswith("★ best by log_loss")
+
+    assert page.is_disabled("[data-compare]")
+    ids = [page.get_attribute(f"[data-rows] .row:nth-child({n})", "data-run-id") for n in (1, 2)]
+    for run_id in ids:
+        page.check(f"input[data-select='{run_id}']")
+    assert page.inner_text("[data-compare]") == "Compare selected (2)"
+    assert errors == []
+    page.click("[data-compare]")
+    page.wait_for_url("**/experiments/titanic/compare?runs=*")
+    assert page.url.endswith("runs=" + "%2C".join(ids))
+
+
+def test_a_store_that_is_down_shows_a_banner_with_retry(page: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    settings = Settings(tracking_uri="http://127.0.0.1:9", registry_uri="http://127.0.0.1:9")
+    with live_app(create_app(settings)) as url:
+        page.goto(url + "/experiments/titanic")
+        page.wait_for_selector("[data-banner]:not([hidden])")
+        assert "could not be loaded" in page.inner_text("[data-banner-text]")
+        assert page.is_visible("[data-banner-retry]")
+        screenshot(page, "banner")
+        page.click("[data-banner-retry]")
+        page.wait_for_selector("[data-banner]:not([hidden])")
+        page.goto(url + "/experiments")
+        page.wait_for_selector("[data-banner]:not([hidden])")
+        assert page.is_visible("[data-banner-retry]")
+
+
 def test_ten_thousand_runs_render_only_what_is_in_view_and_sort_on_the_server(big_site: str, page: Any) -> None:
-    page.goto(big_site + "/")
+    from bench.run_index_speed import EXPERIMENT
+
+    page.goto(f"{big_site}/experiments/{EXPERIMENT}")
     page.wait_for_selector("[data-rows] .row")
     assert page.inner_text("[data-count]") == "10,000 run(s)"
     assert 0 < page.locator("[data-rows] .row").count() < 100  # not 10,000 DOM rows
@@ -108,14 +178,14 @@ def test_ten_thousand_runs_render_only_what_is_in_view_and_sort_on_the_server(bi
     started = time.perf_counter()
     page.click("button[data-sort='metrics.accuracy']")
     expected = api_names(big_site, "metrics.accuracy DESC", 0, 5)
-    page.wait_for_function("name => document.querySelector('[data-rows] .row .name').textContent === name",
+    page.wait_for_function("(name) => document.querySelector('[data-rows] .row .name').textContent === name",
                            arg=expected[0])
     sorted_in = time.perf_counter() - started
     assert names(page)[:5] == expected
 
     page.evaluate("document.querySelector('[data-viewport]').scrollTop = 1e9")
     last = api_names(big_site, "metrics.accuracy DESC", 9_995, 5)
-    page.wait_for_function("name => [...document.querySelectorAll('[data-rows] .row .name')]"
+    page.wait_for_function("(name) => [...document.querySelectorAll('[data-rows] .row .name')]"
                            ".some(cell => cell.textContent === name)", arg=last[-1])
     assert names(page)[-5:] == last and page.locator("[data-rows] .row").count() < 100
     print(f"sorted 10,000 runs in the browser in {sorted_in * 1000:.0f} ms")

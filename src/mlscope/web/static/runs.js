@@ -1,43 +1,44 @@
 // The runs view: a virtual table over /api/runs/page. Only the rows in view are in the DOM; sorting and
-// filtering are answered by the server, so 10,000 runs scroll like 10.
+// filtering are answered by the server, so 10,000 runs scroll like 10. Columns, best-run metric, direction,
+// filter and order live in the URL, so a view can be bookmarked and shared.
+import {ApiError, api, banner, el, fmt, formatDuration, formatTime, path} from "/static/common.js";
 
 const ROW_HEIGHT = 30;
 const PAGE_SIZE = 100;
 const OVERSCAN = 10;
+const HEADLINE = ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"];
+const LOWER_IS_BETTER = /loss|error|mse|mae|rmse|mape|brier|perplexity|latency|time|cost/i;
 
-function el(tag, attributes = {}, text = "") {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (text) node.textContent = text;
-  return node;
-}
-
-function formatNumber(value) {
-  return value === undefined || value === null ? "—" : Number(value).toFixed(4);
-}
-
-function formatTime(ms) {
-  if (!ms) return "—";
-  const d = new Date(ms);
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+function listParam(params, key) {
+  const value = params.get(key);
+  return value === null ? null : value.split(",").filter(Boolean);
 }
 
 export class RunsView {
   constructor(root) {
     this.root = root;
     this.experiment = root.dataset.experiment;
-    this.metrics = JSON.parse(root.dataset.metrics);
+    this.grid = root.querySelector(".grid");
+    this.head = root.querySelector("[data-head]");
     this.viewport = root.querySelector("[data-viewport]");
     this.spacer = root.querySelector("[data-spacer]");
     this.body = root.querySelector("[data-rows]");
     this.count = document.querySelector("[data-count]");
+    this.bestNote = document.querySelector("[data-best-note]");
     this.errorBox = document.querySelector("[data-error]");
     this.filterInput = root.querySelector("[data-filter]");
+    this.metricSelect = root.querySelector("[data-metric]");
+    this.directionSelect = root.querySelector("[data-direction]");
+    this.compareButton = root.querySelector("[data-compare]");
     const params = new URLSearchParams(window.location.search);
-    this.orderBy = params.get("order_by") || root.dataset.defaultOrder;
+    this.metric = params.get("metric") || root.dataset.defaultMetric;
+    this.direction = params.get("direction") || "";
+    this.orderBy = params.get("order_by") || "";
     this.filter = params.get("filter") || "";
+    this.metricColumns = listParam(params, "metrics");
+    this.paramColumns = listParam(params, "params") || [];
     this.filterInput.value = this.filter;
+    this.selected = new Set();
     this.pages = new Map();
     this.total = 0;
     this.generation = 0;
@@ -47,13 +48,138 @@ export class RunsView {
       this.filter = this.filterInput.value.trim();
       this.reload();
     });
-    for (const button of root.querySelectorAll("[data-sort]")) {
-      button.addEventListener("click", () => this.sortBy(button.dataset.sort));
+    this.metricSelect.addEventListener("change", () => { this.metric = this.metricSelect.value; this.reload(); });
+    this.directionSelect.addEventListener("change", () => { this.direction = this.directionSelect.value; this.reload(); });
+    this.compareButton.addEventListener("click", () => {
+      const ids = [...this.selected].join(",");
+      window.location.href = `/experiments/${path(this.experiment)}/compare?runs=${encodeURIComponent(ids)}`;
+    });
+  }
+
+  get effectiveDirection() {
+    return this.direction || (LOWER_IS_BETTER.test(this.metric) ? "min" : "max");
+  }
+
+  async start() {
+    try {
+      const columns = await api(`/api/experiments/${path(this.experiment)}/columns`);
+      this.keys = columns;
+    } catch (error) {
+      this.showFailure(error, () => this.start());
+      return;
     }
+    if (this.metricColumns === null) {
+      const present = HEADLINE.filter((key) => this.keys.metrics.includes(key));
+      this.metricColumns = present.length ? present : this.keys.metrics.slice(0, 6);
+    }
+    if (!this.keys.metrics.includes(this.metric) && this.keys.metrics.length) {
+      this.metric = this.keys.metrics.includes("roc_auc") ? "roc_auc" : this.keys.metrics[0];
+    }
+    if (!this.orderBy) this.orderBy = `metrics.${this.quoted(this.metric)} ${this.effectiveDirection === "max" ? "DESC" : "ASC"}`;
+    this.buildPickers();
+    this.buildChooser();
+    this.buildHead();
+    await this.reload();
+  }
+
+  quoted(key) {
+    return /^[A-Za-z_][A-Za-z0-9_.]*$/.test(key) ? key : `\`${key.replace(/`/g, "")}\``;
+  }
+
+  buildPickers() {
+    this.metricSelect.replaceChildren(...this.keys.metrics.map((key) => el("option", {value: key}, key)));
+    this.metricSelect.value = this.metric;
+    this.directionSelect.value = this.direction;
+  }
+
+  buildChooser() {
+    const panel = this.root.querySelector("[data-chooser-panel]");
+    const group = (title, keys, chosen, kind) => {
+      const box = el("fieldset", {"data-chooser-group": kind});
+      box.append(el("legend", {}, title));
+      for (const key of keys) {
+        const label = el("label");
+        const input = el("input", {type: "checkbox", value: key, "data-column": `${kind}.${key}`});
+        input.checked = chosen.includes(key);
+        input.addEventListener("change", () => {
+          const list = kind === "metrics" ? this.metricColumns : this.paramColumns;
+          if (input.checked) list.push(key); else list.splice(list.indexOf(key), 1);
+          this.buildHead();
+          this.writeUrl();
+          this.render();
+        });
+        label.append(input, document.createTextNode(` ${key}`));
+        box.append(label);
+      }
+      if (!keys.length) box.append(el("span", {class: "muted"}, "none"));
+      return box;
+    };
+    panel.replaceChildren(group("Metrics", this.keys.metrics, this.metricColumns, "metrics"),
+                          group("Params", this.keys.params.filter((k) => k !== "model_type"), this.paramColumns, "params"));
+  }
+
+  columns() {
+    return [
+      {label: "", width: "2rem", cell: (run) => this.checkbox(run)},
+      {label: "", width: "2rem", cell: (run) => el("span", {class: "star"}, run.is_best ? "★" : "")},
+      {label: "run", sort: "attributes.run_name", width: "13rem", cell: (run) => this.nameCell(run)},
+      {label: "status", sort: "attributes.status", width: "6rem", cell: (run) => el("span", {}, run.status)},
+      {label: "model type", sort: "params.model_type", width: "9rem", cell: (run) => el("span", {}, run.model_type || "—")},
+      ...this.metricColumns.map((key) => ({label: key, sort: `metrics.${this.quoted(key)}`, width: "6.2rem", numeric: true,
+                                          cell: (run) => el("span", {class: "num"}, fmt(run.metrics[key]))})),
+      ...this.paramColumns.map((key) => ({label: key, sort: `params.${this.quoted(key)}`, width: "8rem",
+                                         cell: (run) => el("span", {title: run.params[key] ?? ""}, run.params[key] ?? "—")})),
+      {label: "registered", width: "11rem", cell: (run) => {
+        const cell = el("span", {title: run.registered || ""});
+        if (run.registered) cell.append(el("span", {class: "badge"}, run.registered));
+        return cell;
+      }},
+      {label: "started", sort: "attributes.start_time", width: "9.5rem", cell: (run) => el("span", {}, formatTime(run.start_time))},
+      {label: "duration", width: "6.5rem", cell: (run) => el("span", {class: "num"}, formatDuration(run.start_time, run.end_time))},
+    ];
+  }
+
+  buildHead() {
+    this.columnSpec = this.columns();
+    this.grid.style.setProperty("--columns", this.columnSpec.map((c) => c.width).join(" "));
+    this.head.replaceChildren(...this.columnSpec.map((column) => {
+      if (!column.sort) return el("span", {role: "columnheader"}, column.label);
+      const button = el("button", {"data-sort": column.sort, role: "columnheader", class: column.numeric ? "num" : null,
+                                   title: `sort by ${column.label}`}, column.label);
+      button.addEventListener("click", () => this.sortBy(column.sort));
+      return button;
+    }));
+    this.viewport.style.width = `${Math.max(this.head.scrollWidth, this.grid.clientWidth)}px`;
+    this.markSort();
+  }
+
+  checkbox(run) {
+    const cell = el("span");
+    const box = el("input", {type: "checkbox", "data-select": run.run_id, "aria-label": `select ${run.name}`});
+    box.checked = this.selected.has(run.run_id);
+    box.addEventListener("change", () => {
+      if (box.checked) this.selected.add(run.run_id); else this.selected.delete(run.run_id);
+      box.closest(".row").classList.toggle("selected", box.checked);
+      this.updateCompare();
+    });
+    cell.append(box);
+    return cell;
+  }
+
+  nameCell(run) {
+    const cell = el("span", {class: "name"});
+    cell.append(el("a", {href: `/runs/${path(run.run_id)}`}, run.name));
+    return cell;
+  }
+
+  updateCompare() {
+    const n = this.selected.size;
+    this.compareButton.disabled = n < 2;
+    this.compareButton.textContent = n ? `Compare selected (${n})` : "Compare selected";
   }
 
   sortBy(key) {
-    const [currentKey, currentDirection] = this.orderBy.split(" ");
+    const [currentKey, currentDirection] = this.orderBy.split(/ (?=ASC$|DESC$)/);
     const direction = currentKey === key && currentDirection === "DESC" ? "ASC" : "DESC";
     this.orderBy = `${key} ${direction}`;
     this.reload();
@@ -61,17 +187,28 @@ export class RunsView {
 
   query(offset) {
     const params = new URLSearchParams({experiment: this.experiment, order_by: this.orderBy, filter: this.filter,
-                                        offset: String(offset), limit: String(PAGE_SIZE)});
+                                        offset: String(offset), limit: String(PAGE_SIZE), metric: this.metric});
+    if (this.direction) params.set("direction", this.direction);
     return `/api/runs/page?${params}`;
+  }
+
+  writeUrl() {
+    const url = new URL(window.location.href);
+    const set = (key, value) => (value ? url.searchParams.set(key, value) : url.searchParams.delete(key));
+    set("order_by", this.orderBy);
+    set("filter", this.filter);
+    set("metric", this.metric);
+    set("direction", this.direction);
+    url.searchParams.set("metrics", this.metricColumns.join(","));
+    set("params", this.paramColumns.join(","));
+    window.history.replaceState(null, "", url);
+    document.querySelector("[data-json]").href = this.query(0).replace("limit=100", "limit=1000");
   }
 
   async reload() {
     this.generation += 1;
     this.pages.clear();
-    const url = new URL(window.location.href);
-    url.searchParams.set("order_by", this.orderBy);
-    if (this.filter) url.searchParams.set("filter", this.filter); else url.searchParams.delete("filter");
-    window.history.replaceState(null, "", url);
+    this.writeUrl();
     this.markSort();
     this.viewport.scrollTop = 0;
     await this.load(0);
@@ -79,8 +216,8 @@ export class RunsView {
   }
 
   markSort() {
-    const [key, direction] = this.orderBy.split(" ");
-    for (const button of this.root.querySelectorAll("[data-sort]")) {
+    const [key, direction] = this.orderBy.split(/ (?=ASC$|DESC$)/);
+    for (const button of this.head.querySelectorAll("[data-sort]")) {
       const active = button.dataset.sort === key;
       button.setAttribute("aria-sort", active ? (direction === "DESC" ? "descending" : "ascending") : "none");
     }
@@ -89,27 +226,38 @@ export class RunsView {
   async load(pageIndex) {
     if (this.pages.has(pageIndex)) return this.pages.get(pageIndex);
     const generation = this.generation;
-    const pending = fetch(this.query(pageIndex * PAGE_SIZE), {headers: {Accept: "application/json"}})
-      .then(async (response) => {
-        const body = await response.json();
-        if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
-        return body;
-      })
+    const pending = api(this.query(pageIndex * PAGE_SIZE))
       .then((body) => {
         if (generation !== this.generation) return null;
         this.total = body.total;
         this.spacer.style.height = `${this.total * ROW_HEIGHT}px`;
         this.count.textContent = `${this.total.toLocaleString("en")} run(s)`;
+        this.showBest(body);
         this.showError("");
+        banner.clear();
         return body.runs;
       })
       .catch((error) => {
         this.pages.delete(pageIndex);
-        this.showError(error.message);
+        if (generation === this.generation) this.showFailure(error, () => this.reload());
         return null;
       });
     this.pages.set(pageIndex, pending);
     return pending;
+  }
+
+  showBest(body) {
+    const better = body.direction === "max" ? "higher" : "lower";
+    this.bestNote.textContent = body.best_reason ? `★ ${body.best_reason} (${better} is better)` : `No run has ${body.metric}.`;
+    this.bestNote.hidden = false;
+  }
+
+  showFailure(error, retry) {
+    if (error instanceof ApiError && !error.unavailable && error.status !== 401) {
+      this.showError(error.message);  // the user's filter or order: say what is wrong next to it
+    } else {
+      banner.show(`${error.message} The runs could not be loaded.`, retry);
+    }
   }
 
   showError(message) {
@@ -137,17 +285,14 @@ export class RunsView {
   }
 
   row(run, index) {
-    const row = el("div", {class: run.is_best ? "row best" : "row", role: "row", "data-run-id": run.run_id,
+    const classes = ["row", run.is_best ? "best" : "", this.selected.has(run.run_id) ? "selected" : ""].filter(Boolean);
+    const row = el("div", {class: classes.join(" "), role: "row", "data-run-id": run.run_id,
                            style: `top:${index * ROW_HEIGHT}px`});
-    row.append(el("span", {role: "cell", class: "star"}, run.is_best ? "★" : ""));
-    row.append(el("span", {role: "cell", class: "name"}, run.name));
-    row.append(el("span", {role: "cell"}, run.model_type || "—"));
-    row.append(el("span", {role: "cell"}, run.status));
-    for (const metric of this.metrics) row.append(el("span", {role: "cell", class: "num"}, formatNumber(run.metrics[metric])));
-    const badge = el("span", {role: "cell"});
-    if (run.registered) badge.append(el("span", {class: "badge"}, run.registered));
-    row.append(badge);
-    row.append(el("span", {role: "cell"}, formatTime(run.start_time)));
+    for (const column of this.columnSpec) {
+      const cell = column.cell(run);
+      cell.setAttribute("role", "cell");
+      row.append(cell);
+    }
     return row;
   }
 }
@@ -156,5 +301,5 @@ const root = document.querySelector("[data-runs-view]");
 if (root) {
   const view = new RunsView(root);
   window.mlscopeRuns = view;
-  view.reload();
+  view.start();
 }
