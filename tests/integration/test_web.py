@@ -182,10 +182,10 @@ def test_unreachable_store_is_a_503_with_a_message_within_seconds(monkeypatch: p
 
 def test_user_set_mlflow_http_waits_win(monkeypatch: pytest.MonkeyPatch) -> None:
     from mlscope.config import Settings
-    from mlscope.tracking.client import bound_http_waits
+    from mlscope.tracking.client import service_environment
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", raising=False)
-    bound_http_waits(Settings(tracking_timeout_seconds=7))
+    service_environment(Settings(tracking_timeout_seconds=7))
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5" and os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"

@@ -11,10 +11,10 @@ from mlscope.config import Settings
 
 
 def web_app(settings: Settings):  # noqa: ANN201 - FastAPI is imported lazily
-    from mlscope.tracking.client import bound_http_waits
+    from mlscope.tracking.client import service_environment
     from mlscope.web.app import create_app
 
-    bound_http_waits(settings)
+    service_environment(settings)
     app = create_app(settings)
     console.print(f"mlscope dashboard on [bold]http://{settings.host}:{settings.port}[/] "
                   f"(store {settings.tracking_uri}); Ctrl-C stops it.")

@@ -18,13 +18,15 @@ def make_client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=registry_uri(settings))
 
 
-def bound_http_waits(settings: Settings) -> None:
+def service_environment(settings: Settings) -> None:
     """MLflow's REST client retries a failing tracking server 7 times with exponential backoff (minutes)
     and waits up to 120 s per request. Interactive services should say "down" within seconds instead:
     cap both for this process unless the user configured MLflow's own variables."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.tracking_retries))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(round(settings.tracking_timeout_seconds)))
+    # the dashboard downloads small artifacts all the time: no progress bar per download in its log
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def registry_uri(settings: Settings) -> str:

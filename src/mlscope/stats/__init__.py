@@ -1,0 +1,1 @@
+"""Statistics over runs: is the difference between two models real?"""
