@@ -1,0 +1,480 @@
+"""What the dashboard's explain view shows: a run's stored explanation as chart data, stored rows,
+live what-if records, two runs side by side, and computing an explanation for a run that has none."""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlscope.config import Settings
+from mlscope.data.loader import load_titanic
+from mlscope.errors import BadInput, NotFound
+from mlscope.explain import artifacts, views
+from mlscope.explain.artifacts import plain_value
+from mlscope.explain.live import ExplainSessions, feature_specs
+from mlscope.explain.service import load_model, model_features
+from mlscope.explain.shapley import DEFAULT_BACKGROUND, DEFAULT_SEED, Explanation, ShapleyExplainer, sample_background
+from mlscope.tracking.client import allow_model_loading, bind_fluent_api
+
+EXPLAINED_ROWS = 200
+TITANIC = "titanic"
+RowId = int | float | str
+_COMPUTING = threading.Lock()
+
+
+class FeatureInfo(BaseModel):
+    name: str
+    kind: Literal["numeric", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    integer: bool = False
+    categories: list[str] | None = None
+
+
+class Importance(BaseModel):
+    feature: str
+    mean_abs_shap: float
+
+
+class BeeswarmFeature(BaseModel):
+    feature: str
+    values: list[Any]
+    shap: list[float]
+
+
+class Beeswarm(BaseModel):
+    features: list[BeeswarmFeature]
+    row_ids: list[RowId]
+
+
+class RowInfo(BaseModel):
+    row_id: RowId
+    name: str | None = None
+    probability: float
+    y_true: int | None = None
+
+
+class ExplanationMeta(BaseModel):
+    method: str
+    exact: bool
+    algorithm: str | None = None
+    background_size: int
+    background_seed: int | None = None
+    additivity_error: float = Field(description="max |base + sum(phi) - output| over the explained rows")
+    rows: int
+    features: int
+    model_output: str | None = None
+    evaluator: str | None = None
+    seconds: float | None = None
+    data_source: str
+    created: str | None = None
+    run_name: str
+    model_type: str | None = None
+
+
+class ExplanationView(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    run_id: str
+    run_name: str
+    experiment: str | None
+    model_type: str | None
+    positive_label: str = Field(default="class 1", description="What the explained probability is of.")
+    available: bool
+    missing: str | None = None
+    can_compute: bool = False
+    compute_reason: str | None = None
+    metadata: ExplanationMeta | None = None
+    global_importance: list[Importance] = Field(default_factory=list, alias="global")
+    beeswarm: Beeswarm | None = None
+    features: list[FeatureInfo] = Field(default_factory=list)
+    rows: list[RowInfo] = Field(default_factory=list)
+
+
+class Dependence(BaseModel):
+    feature: str
+    values: list[Any]
+    shap: list[float]
+    colour_feature: str | None
+    colour_values: list[Any]
+    row_ids: list[RowId]
+
+
+class Contribution(BaseModel):
+    feature: str
+    value: Any
+    shap: float
+
+
+class Waterfall(BaseModel):
+    row_id: RowId | None
+    base_value: float
+    output: float
+    contributions: list[Contribution]
+
+
+class RowExplanation(BaseModel):
+    run_id: str
+    row_id: RowId
+    name: str | None
+    y_true: int | None
+    probability: float
+    record: dict[str, Any]
+    waterfall: Waterfall
+
+
+class WhatIfView(BaseModel):
+    run_id: str
+    probability: float
+    base_value: float
+    record: dict[str, Any]
+    waterfall: Waterfall
+    metadata: dict[str, Any]
+
+
+class ComparedRun(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    run_id: str
+    run_name: str
+    global_importance: list[Importance] = Field(alias="global")
+    top: list[str]
+
+
+class ComparisonView(BaseModel):
+    features: list[str]
+    a: ComparedRun
+    b: ComparedRun
+    spearman: float | None
+    kendall: float | None
+    shared_rows: int
+
+
+# -- reading -------------------------------------------------------------------------------------------------
+
+def _run(client: MlflowClient, run_id: str, field: str = "run_id") -> Run:
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise NotFound(f"run '{run_id}' not found", field=field) from None
+        raise
+
+
+def _run_name(run: Run) -> str:
+    return run.info.run_name or run.info.run_id[:8]
+
+
+def _experiment_name(client: MlflowClient, run: Run) -> str | None:
+    try:
+        return client.get_experiment(run.info.experiment_id).name
+    except MlflowException:
+        return None
+
+
+def _estimator_name(model: Any) -> str:
+    return type(model.steps[-1][1] if hasattr(model, "steps") else model).__name__
+
+
+@functools.cache
+def _titanic_passengers() -> dict[int, tuple[str, int]]:
+    frame = load_titanic().frame
+    return {int(i): (str(n), int(s)) for i, n, s in zip(frame["PassengerId"], frame["Name"], frame["Survived"],
+                                                         strict=True)}
+
+
+def _passengers(run: Run, explanation: Explanation) -> dict[Any, tuple[str, int]]:
+    """Names and outcomes of explained Titanic passengers, by row id (empty for other data)."""
+    dataset = run.data.params.get("dataset") or explanation.metadata.get("dataset")
+    if dataset != TITANIC:
+        return {}
+    known = _titanic_passengers()
+    found = {}
+    for row_id in explanation.row_ids:
+        key = plain_value(row_id)
+        if isinstance(key, (int, float)) and float(key).is_integer() and int(key) in known:
+            found[key] = known[int(key)]
+    return found
+
+
+def _stored(sessions: ExplainSessions, run_id: str) -> tuple[Explanation, pd.DataFrame] | None:
+    try:
+        return sessions.stored(run_id)
+    except ValueError as exc:
+        raise BadInput(f"the run's stored explanation cannot be read: {exc}", field="run_id") from None
+
+
+def _require(sessions: ExplainSessions, run_id: str, field: str = "run_id") -> tuple[Run, Explanation, pd.DataFrame]:
+    run = _run(sessions.client, run_id, field)
+    stored = _stored(sessions, run_id)
+    if stored is None:
+        raise NotFound(f"run '{run_id}' has no stored explanation", field=field)
+    return run, stored[0], stored[1]
+
+
+def _method(exact: bool) -> str:
+    return "exact Shapley values" if exact else "approximate Shapley values (permutation sampling)"
+
+
+def _metadata(explanation: Explanation, run_name: str, model_type: str | None) -> ExplanationMeta:
+    meta = explanation.metadata
+    exact = bool(meta.get("exact", True))
+    rows = len(explanation.row_ids)
+    return ExplanationMeta(
+        method=_method(exact), exact=exact, algorithm=meta.get("algorithm"),
+        background_size=int(meta.get("background_size", 0)), background_seed=meta.get("background_seed"),
+        additivity_error=float(explanation.additivity_errors.max()) if rows else 0.0,
+        rows=rows, features=len(explanation.features), model_output=meta.get("model_output"),
+        evaluator=meta.get("evaluator"), seconds=meta.get("seconds"),
+        data_source=meta.get("data_source") or f"the run's test split ({rows} rows)", created=meta.get("created"),
+        run_name=run_name, model_type=model_type)
+
+
+def explanation_view(sessions: ExplainSessions, run_id: str) -> ExplanationView:
+    """Everything the explain view draws from a run's stored explanation, or why there is none."""
+    run = _run(sessions.client, run_id)
+    header = {"run_id": run_id, "run_name": _run_name(run), "experiment": _experiment_name(sessions.client, run),
+              "model_type": run.data.params.get("model_type")}
+    try:
+        stored = sessions.stored(run_id)
+    except ValueError as exc:
+        return ExplanationView(**header, available=False, missing=f"the stored explanation cannot be read: {exc}",
+                               compute_reason="an unreadable explanation is stored; it is not overwritten")
+    if stored is None:
+        plan = compute_plan(sessions.settings, run_id)
+        return ExplanationView(**header, available=False, can_compute=plan.possible, compute_reason=plan.reason,
+                               missing=f"no explanation is stored for this run ({artifacts.FOLDER}/"
+                                       f"{artifacts.TEST_SPLIT}.json)")
+    explanation, background = stored
+    header["model_type"] = header["model_type"] or explanation.metadata.get("model_type")
+    people = _passengers(run, explanation)
+    rows = []
+    for position, row_id in enumerate(explanation.row_ids):
+        name, survived = people.get(plain_value(row_id), (None, None))
+        rows.append(RowInfo(row_id=plain_value(row_id), name=name, y_true=survived,
+                            probability=float(explanation.outputs[position])))
+    return ExplanationView(
+        **header, available=True, positive_label="survived" if people else "class 1",
+        compute_reason="an explanation is already stored",
+        metadata=_metadata(explanation, header["run_name"], header["model_type"]),
+        global_importance=views.global_importance(explanation),
+        beeswarm=views.beeswarm(explanation), rows=rows,
+        features=[FeatureInfo(**asdict(spec)) for spec in feature_specs(explanation, background)])
+
+
+def dependence_view(sessions: ExplainSessions, run_id: str, feature: str) -> Dependence:
+    """One feature's values against its contributions, coloured by its strongest interaction."""
+    _, explanation, _ = _require(sessions, run_id)
+    try:
+        return Dependence(**views.dependence(explanation, feature))
+    except KeyError:
+        raise BadInput(f"unknown feature '{feature}'; the explanation covers {', '.join(explanation.features)}",
+                       field="feature") from None
+
+
+def _row_position(explanation: Explanation, row_id: str) -> int:
+    for position, candidate in enumerate(explanation.row_ids):
+        if str(plain_value(candidate)) == row_id:
+            return position
+    raise NotFound(f"row '{row_id}' is not among the explained rows", field="row_id")
+
+
+def row_view(sessions: ExplainSessions, run_id: str, row_id: str) -> RowExplanation:
+    """A stored row's waterfall and its feature values (the what-if form starts from them)."""
+    run, explanation, _ = _require(sessions, run_id)
+    position = _row_position(explanation, row_id)
+    key = plain_value(explanation.row_ids[position])
+    name, survived = _passengers(run, explanation).get(key, (None, None))
+    record = {f: plain_value(explanation.data.iloc[position][f]) for f in explanation.features}
+    return RowExplanation(run_id=run_id, row_id=key, name=name, y_true=survived,
+                          probability=float(explanation.outputs[position]), record=record,
+                          waterfall=Waterfall(**views.waterfall(explanation, position)))
+
+
+def what_if_view(sessions: ExplainSessions, run_id: str, record: dict[str, Any]) -> WhatIfView:
+    """Explain a hand-made record live with the run's kept explainer (nothing is logged)."""
+    if sessions.loaded(run_id) is None:  # a kept session's run exists: skip the store on every keystroke
+        _run(sessions.client, run_id)
+    result = sessions.session(run_id).what_if(record)
+    return WhatIfView(run_id=run_id, probability=result.probability, base_value=result.waterfall["base_value"],
+                      record=result.record, waterfall=Waterfall(**result.waterfall),
+                      metadata={"method": _method(result.metadata["exact"]), **result.metadata})
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def compare_view(sessions: ExplainSessions, a: str, b: str) -> ComparisonView:
+    """Two runs' global importance side by side and how well their rankings agree."""
+    run_a, first, _ = _require(sessions, a, "a")
+    run_b, second, _ = _require(sessions, b, "b")
+    try:
+        result = views.compare(first, second)
+    except ValueError as exc:
+        raise BadInput(f"the runs cannot be compared: {exc}", field="b") from None
+    return ComparisonView(
+        features=result["features"],
+        a=ComparedRun(run_id=a, run_name=_run_name(run_a), global_importance=views.global_importance(first),
+                      top=result["rank_champion"][:3]),
+        b=ComparedRun(run_id=b, run_name=_run_name(run_b), global_importance=views.global_importance(second),
+                      top=result["rank_challenger"][:3]),
+        spearman=_finite(result["spearman"]), kendall=_finite(result["kendall_tau"]),
+        shared_rows=result["shared_rows"])
+
+
+# -- computing -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ComputePlan:
+    """Whether an explanation can be computed for a run, from which data, and why (in words)."""
+
+    possible: bool
+    reason: str
+    source: Literal["titanic", "input_example"] | None = None
+    features: tuple[str, ...] = ()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _model_info(settings: Settings, run_id: str) -> tuple[Any | None, str | None]:
+    """(MLflow model info of the run's `model`, None) or (None, why there is none)."""
+    import mlflow.models
+
+    bind_fluent_api(settings)
+    try:
+        return mlflow.models.get_model_info(f"runs:/{run_id}/model"), None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None, "the run has no logged model at 'model'"
+        raise
+    except OSError as exc:
+        return None, f"the run's model cannot be read: {_first_line(exc)}"
+
+
+def compute_plan(settings: Settings, run_id: str) -> ComputePlan:
+    """How `compute_explanation` would explain the run's model, or why it cannot."""
+    info, problem = _model_info(settings, run_id)
+    if info is None:
+        return ComputePlan(False, f"{problem}; explanations need a scikit-learn model logged with mlflow.sklearn")
+    flavors = sorted(info.flavors or {})
+    if "sklearn" not in flavors:
+        return ComputePlan(False, f"the run's model is not a scikit-learn model (flavors: {', '.join(flavors)})")
+    signature = info.signature
+    if signature is not None and signature.inputs is not None and signature.inputs.has_input_names():
+        features = list(signature.inputs.input_names())
+    else:
+        features = model_features(load_model(settings, run_id), [])
+    if not features:
+        return ComputePlan(False, "the model names neither its input columns (no signature, no feature_names_in_) "
+                                  f"nor comes with data: use `mlscope explain {run_id} --data file.csv`")
+    columns = set(load_titanic().frame.columns)
+    if set(features) <= columns:
+        return ComputePlan(True, f"the model's inputs ({', '.join(features)}) are columns of the shipped Titanic "
+                                 f"data: {EXPLAINED_ROWS} passengers (fixed seed {DEFAULT_SEED}) will be explained "
+                                 f"against {DEFAULT_BACKGROUND} background passengers", "titanic", tuple(features))
+    if info.saved_input_example_info:
+        return ComputePlan(True, "the model's logged input example will be explained (and used as the "
+                                 "background)", "input_example", tuple(features))
+    return ComputePlan(False, f"the model takes {', '.join(features)}, which are not all columns of the shipped "
+                              "Titanic data, and no input example was logged with it: compute it with "
+                              f"`mlscope explain {run_id} --data file.csv`")
+
+
+def _titanic_frame(features: list[str]) -> pd.DataFrame:
+    """The shipped Titanic rows (indexed by PassengerId) with numbers as float64 and missing text as NaN."""
+    frame = load_titanic().frame.set_index("PassengerId")[features].copy()
+    for column in features:
+        if pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].astype("float64")
+        else:
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), np.nan)
+    return frame
+
+
+def _scores(model: Any, frame: pd.DataFrame) -> bool:
+    try:
+        model.predict_proba(frame)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _data_to_explain(settings: Settings, run_id: str, plan: ComputePlan, model: Any, features: list[str]
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, list[Any], str, dict[str, Any]]:
+    """(rows, background, row ids, description, extra metadata)."""
+    import mlflow.models
+
+    if plan.source == TITANIC:
+        frame = _titanic_frame(features)
+        note = ""
+        if not _scores(model, frame):  # the model cannot take missing values: it never saw any
+            frame = frame.dropna()
+            note = ", passengers with missing values left out (the model does not accept them)"
+        rows = frame.sample(n=min(EXPLAINED_ROWS, len(frame)), random_state=DEFAULT_SEED)
+        background = sample_background(frame, DEFAULT_BACKGROUND, DEFAULT_SEED)
+        source = (f"a fixed-seed sample (seed {DEFAULT_SEED}) of the shipped Titanic data: {len(rows)} passengers "
+                  f"explained against {len(background)} background passengers{note}")
+        return rows, background, [int(i) for i in rows.index], source, {"dataset": TITANIC}
+    uri = f"runs:/{run_id}/model"
+    bind_fluent_api(settings)
+    with allow_model_loading(settings):
+        example = mlflow.models.Model.load(uri).load_input_example(uri)
+    if not isinstance(example, pd.DataFrame) or not set(features) <= set(example.columns):
+        raise BadInput(f"the model's input example is not a table of its features ({', '.join(features)}): compute "
+                       f"it with `mlscope explain {run_id} --data file.csv`", field="data")
+    rows = example[features].reset_index(drop=True)
+    source = f"the model's logged input example ({len(rows)} rows, also the background)"
+    return rows, sample_background(rows, DEFAULT_BACKGROUND, DEFAULT_SEED), list(range(len(rows))), source, {}
+
+
+def _log(client: MlflowClient, run_id: str, explanation: Explanation, background: pd.DataFrame, title: str) -> None:
+    """Store the explanation the way training does: `explanations/test.json` plus the summary plots."""
+    with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
+        folder = Path(tmp)
+        artifacts.write(explanation, background, folder)
+        artifacts.plot_importance(explanation, f"{title}: mean |SHAP|", folder / "shap_importance.png")
+        artifacts.plot_beeswarm(explanation, f"{title}: SHAP values", folder / "shap_beeswarm.png")
+        client.log_artifacts(run_id, str(folder), artifact_path=artifacts.FOLDER)
+
+
+def compute_explanation(sessions: ExplainSessions, run_id: str) -> ExplanationView:
+    """Explain a run's model on the data its plan names and log it; a stored explanation is kept as is."""
+    run = _run(sessions.client, run_id)
+    with _COMPUTING:
+        if _stored(sessions, run_id) is None:
+            plan = compute_plan(sessions.settings, run_id)
+            if not plan.possible:
+                raise BadInput(plan.reason, field="data")
+            model = load_model(sessions.settings, run_id)
+            features = model_features(model, list(plan.features))
+            rows, background, ids, source, extra = _data_to_explain(sessions.settings, run_id, plan, model, features)
+            try:
+                explanation = ShapleyExplainer(model, background[features], background_seed=DEFAULT_SEED
+                                               ).explain(rows[features], ids)
+            except (ValueError, TypeError) as exc:
+                raise BadInput(f"the model cannot score the data to explain: {_first_line(exc)}",
+                               field="data") from None
+            explanation.metadata.update({"run_id": run_id, "model_uri": f"runs:/{run_id}/model",
+                                         "model_type": _estimator_name(model),
+                                         "data_source": source, "created": datetime.now(UTC).isoformat(
+                                             timespec="seconds"), **extra})
+            _log(sessions.client, run_id, explanation, background[features], _run_name(run))
+            sessions.forget(run_id)
+    return explanation_view(sessions, run_id)

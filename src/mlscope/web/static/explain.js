@@ -1,0 +1,455 @@
+// The explain view: a run's stored SHAP explanation (global importance, beeswarm, dependence), one row's
+// waterfall with a live what-if form, and a comparison with another run. Data only through textContent.
+
+import {ApiError, api, el, fmt, guarded, mutate, path, plot} from "/static/common.js";
+
+const root = document.querySelector("[data-explain-view]");
+const runId = root.dataset.runId;
+const base = `/api/${path("runs", runId, "explanation")}`;
+const $ = (selector) => root.querySelector(selector);
+const chart = (name) => $(`[data-chart="${name}"]`);
+const DEBOUNCE_MS = 150;
+const POSITIVE = "#d6604d";
+const NEGATIVE = "#4393c3";
+const COLOURS = [[0, "#3b6ea8"], [0.5, "#d9d9d9"], [1, "#c0392b"]];
+
+const state = {view: null, label: "class 1", timer: null, requested: 0, applied: 0, current: null};
+
+// Plotly renders a small HTML subset in labels and hover text: escape data before it gets there.
+function safe(text) {
+  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function show(value) {
+  if (value === null || value === undefined) return "missing";
+  return typeof value === "number" ? fmt(value, 2) : String(value);
+}
+
+function signed(value) {
+  return `${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(3)}`;
+}
+
+function rowLabel(row) {
+  return row.name ? `${row.name} (#${row.row_id})` : `#${row.row_id}`;
+}
+
+// Colour of each value in [0, 1]: numbers between their 5th and 95th percentile, text by first appearance.
+// The colour bar's ticks: categories by name, numbers as low/high.
+function colourTicks(values) {
+  const present = values.filter((v) => v !== null && v !== undefined);
+  if (!present.length || present.every((v) => typeof v === "number")) {
+    return {tickvals: [0, 1], ticktext: ["low", "high"]};
+  }
+  const names = [...new Set(present.map(String))];
+  const top = Math.max(names.length - 1, 1);
+  return {tickvals: names.map((_, i) => i / top), ticktext: names.map(safe)};
+}
+
+function normalise(values) {
+  const present = values.filter((v) => v !== null && v !== undefined);
+  if (present.length && present.every((v) => typeof v === "number")) {
+    const sorted = [...present].sort((a, b) => a - b);
+    const low = sorted[Math.floor(0.05 * (sorted.length - 1))];
+    const high = sorted[Math.ceil(0.95 * (sorted.length - 1))];
+    const span = high - low || 1;
+    return values.map((v) => (v === null || v === undefined ? null : Math.min(1, Math.max(0, (v - low) / span))));
+  }
+  const codes = new Map();
+  for (const v of present) if (!codes.has(String(v))) codes.set(String(v), codes.size);
+  const top = Math.max(codes.size - 1, 1);
+  return values.map((v) => (v === null || v === undefined ? null : codes.get(String(v)) / top));
+}
+
+// Deterministic jitter, so a redraw does not move the dots.
+function jitter(count, seed) {
+  let x = seed * 2654435761 % 4294967296 || 1;
+  return Array.from({length: count}, () => {
+    x = (1664525 * x + 1013904223) % 4294967296;
+    return (x / 4294967296 - 0.5) * 0.6;
+  });
+}
+
+function header(view) {
+  $("[data-run-name]").textContent = view.run_name;
+  document.title = `Explain ${view.run_name} · mlscope`;
+  const experiment = $("[data-experiment]");
+  experiment.replaceChildren();
+  if (view.experiment) {
+    experiment.append(" · experiment ");
+    experiment.append(el("a", {href: `/experiments/${path(view.experiment)}`}, view.experiment));
+  }
+  if (view.model_type) experiment.append(` · ${view.model_type}`);
+}
+
+function metadataLine(meta) {
+  const parts = [
+    meta.exact ? "exact Shapley values" : "APPROXIMATE Shapley values (sampling)",
+    `background ${meta.background_size} rows${meta.background_seed !== null ? ` (seed ${meta.background_seed})` : ""}`,
+    `additivity error ${meta.additivity_error.toExponential(1)}`,
+    `${meta.rows} rows × ${meta.features} features`,
+    meta.data_source,
+  ];
+  if (meta.created) parts.push(`computed ${meta.created}`);
+  $("[data-meta]").textContent = parts.join(" · ");
+}
+
+function drawImportance(items) {
+  const ordered = [...items].reverse();
+  plot(chart("importance"), [{
+    type: "bar", orientation: "h", x: ordered.map((i) => i.mean_abs_shap), y: ordered.map((i) => safe(i.feature)),
+    marker: {color: "#3b6ea8"}, hovertemplate: "%{y}: %{x:.4f}<extra></extra>",
+  }], {height: 60 + 28 * items.length, margin: {l: 90, r: 20, t: 10, b: 40},
+       xaxis: {title: {text: "mean |SHAP value|"}, zeroline: true}});
+}
+
+function drawBeeswarm(beeswarm) {
+  const n = beeswarm.features.length;
+  const x = [], y = [], colour = [], text = [], mx = [], my = [], mtext = [];
+  beeswarm.features.forEach((feature, i) => {
+    const position = n - 1 - i;
+    const scaled = normalise(feature.values);
+    const shift = jitter(feature.shap.length, i + 1);
+    feature.shap.forEach((phi, k) => {
+      const hover = `${safe(feature.feature)} = ${safe(show(feature.values[k]))}<br>SHAP ${signed(phi)}` +
+        `<br>row ${safe(beeswarm.row_ids[k])}`;
+      if (scaled[k] === null) {
+        mx.push(phi); my.push(position + shift[k]); mtext.push(hover);
+      } else {
+        x.push(phi); y.push(position + shift[k]); colour.push(scaled[k]); text.push(hover);
+      }
+    });
+  });
+  plot(chart("beeswarm"), [
+    {type: "scatter", mode: "markers", x, y, text, hoverinfo: "text", name: "value",
+     marker: {size: 5, color: colour, colorscale: COLOURS, cmin: 0, cmax: 1, opacity: 0.8,
+              colorbar: {title: {text: "feature value"}, tickvals: [0, 1], ticktext: ["low", "high"], thickness: 10}}},
+    {type: "scatter", mode: "markers", x: mx, y: my, text: mtext, hoverinfo: "text", name: "missing",
+     marker: {size: 5, color: "#999", opacity: 0.6}},
+  ], {height: 80 + 42 * n, showlegend: false, margin: {l: 90, r: 20, t: 10, b: 40},
+      xaxis: {title: {text: "SHAP value (effect on the probability)"}, zeroline: true, zerolinecolor: "#888"},
+      yaxis: {tickvals: beeswarm.features.map((_, i) => n - 1 - i),
+              ticktext: beeswarm.features.map((f) => safe(f.feature)), range: [-0.6, n - 0.4]}});
+}
+
+async function drawDependence(feature) {
+  const data = await api(`${base}/dependence?feature=${encodeURIComponent(feature)}`);
+  const scaled = data.colour_feature ? normalise(data.colour_values) : null;
+  const shown = data.values.map((v) => v !== null);
+  const pick = (list) => list.filter((_, k) => shown[k]);
+  const hover = data.values.map((v, k) => `${safe(feature)} = ${safe(show(v))}<br>SHAP ${signed(data.shap[k])}` +
+    (data.colour_feature ? `<br>${safe(data.colour_feature)} = ${safe(show(data.colour_values[k]))}` : "") +
+    `<br>row ${safe(data.row_ids[k])}`);
+  const categorical = data.values.some((v) => v !== null && typeof v !== "number");
+  // Categories sit at 0, 1, 2, … with a little jitter, so their dots do not hide each other.
+  const categories = categorical ? [...new Set(pick(data.values).map(String))] : [];
+  const spread = jitter(data.values.length, 7);
+  const x = categorical ? data.values.map((v, k) => categories.indexOf(String(v)) + spread[k]) : data.values;
+  plot(chart("dependence"), [{
+    type: "scatter", mode: "markers", x: pick(x), y: pick(data.shap), text: pick(hover), hoverinfo: "text",
+    marker: scaled ? {size: 7, color: pick(scaled).map((c) => (c === null ? 0.5 : c)), colorscale: COLOURS,
+                      cmin: 0, cmax: 1, colorbar: {title: {text: safe(data.colour_feature)}, thickness: 10,
+                                                   ...colourTicks(data.colour_values)}}
+                   : {size: 7, color: "#3b6ea8"},
+  }], {height: 360,
+       xaxis: categorical ? {title: {text: safe(feature)}, tickvals: categories.map((_, i) => i),
+                             ticktext: categories.map(safe), zeroline: false}
+                          : {title: {text: safe(feature)}},
+       yaxis: {title: {text: `SHAP value of ${safe(feature)}`}, zeroline: true, zerolinecolor: "#888"}});
+  const missing = shown.filter((s) => !s).length;
+  $("[data-dependence-note]").textContent = (data.colour_feature
+    ? `colour: ${data.colour_feature} (the feature it interacts with most)` : "") +
+    (missing ? ` · ${missing} row(s) with a missing value not drawn` : "");
+}
+
+function drawWaterfall(waterfall, probability) {
+  const items = waterfall.contributions;
+  const labels = ["base value", ...items.map((c) => safe(`${c.feature} = ${show(c.value)}`)),
+                  safe(`P(${state.label})`)];
+  plot(chart("waterfall"), [{
+    type: "waterfall", orientation: "h", y: labels,
+    x: [waterfall.base_value, ...items.map((c) => c.shap), 0],
+    measure: ["absolute", ...items.map(() => "relative"), "total"],
+    text: [waterfall.base_value.toFixed(3), ...items.map((c) => signed(c.shap)), probability.toFixed(3)],
+    textposition: "outside", cliponaxis: false, hoverinfo: "y+text",
+    increasing: {marker: {color: POSITIVE}}, decreasing: {marker: {color: NEGATIVE}},
+    totals: {marker: {color: "#5b6270"}}, connector: {line: {color: "#bbb"}},
+  }], {height: 90 + 30 * labels.length, margin: {l: 150, r: 60, t: 10, b: 40}, showlegend: false,
+       yaxis: {autorange: "reversed", type: "category"}, xaxis: {title: {text: `P(${safe(state.label)})`}}});
+  $("[data-probability]").textContent = `P(${state.label}) = ${probability.toFixed(3)}`;
+}
+
+function buildForm(features) {
+  const form = $("form[data-what-if]");
+  form.replaceChildren();
+  for (const feature of features) {
+    const label = el("label", {}, feature.name);
+    let input;
+    if (feature.kind === "categorical") {
+      input = el("select", {name: feature.name, "data-feature": feature.name});
+      input.append(el("option", {value: ""}, "(missing)"));
+      for (const category of feature.categories || []) input.append(el("option", {value: category}, category));
+    } else {
+      const seen = feature.min === null ? null : `seen: ${fmt(feature.min, 2)} … ${fmt(feature.max, 2)}`;
+      input = el("input", {type: "number", name: feature.name, "data-feature": feature.name, placeholder: "missing",
+                           step: feature.integer ? "1" : "any", title: seen});
+    }
+    label.append(input);
+    form.append(label);
+  }
+}
+
+function fillForm(record) {
+  for (const input of $("form[data-what-if]").querySelectorAll("[data-feature]")) {
+    const value = record[input.dataset.feature];
+    input.value = value === null || value === undefined ? "" : String(value);
+    input.removeAttribute("aria-invalid");
+  }
+}
+
+function formRecord() {
+  const record = {};
+  for (const input of $("form[data-what-if]").querySelectorAll("[data-feature]")) {
+    const feature = state.view.features.find((f) => f.name === input.dataset.feature);
+    if (input.value === "") record[input.dataset.feature] = null;
+    else record[input.dataset.feature] = feature.kind === "numeric" ? Number(input.value) : input.value;
+  }
+  return record;
+}
+
+function whatIfError(message, field) {
+  const box = $("[data-what-if-error]");
+  box.textContent = message || "";
+  box.hidden = !message;
+  for (const input of $("form[data-what-if]").querySelectorAll("[data-feature]")) {
+    if (field && input.dataset.feature === field) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+}
+
+// Each request is numbered; an answer older than one already shown is dropped.
+async function whatIf() {
+  const number = ++state.requested;
+  try {
+    const answer = await api(`${base}/what-if`, {method: "POST", body: {record: formRecord()}});
+    if (number < state.applied) return;
+    state.applied = number;
+    whatIfError(null);
+    drawWaterfall(answer.waterfall, answer.probability);
+    const edited = state.current ? `${rowLabel(state.current)}, edited` : "a hand-made record";
+    $("[data-waterfall-note]").textContent = `what-if: ${edited} · computed live in ` +
+      `${(answer.metadata.seconds * 1000).toFixed(1)} ms (${answer.metadata.method})`;
+  } catch (error) {
+    if (number < state.applied) return;
+    state.applied = number;
+    whatIfError(error.message, error instanceof ApiError ? error.field : null);
+  }
+}
+
+function scheduleWhatIf() {
+  clearTimeout(state.timer);
+  state.timer = setTimeout(whatIf, DEBOUNCE_MS);
+}
+
+function outcome(actual) {
+  if (state.label === "survived") return actual ? "survived" : "did not survive";
+  return `actual class ${actual}`;
+}
+
+async function pickRow(row) {
+  const answer = await api(`${base}/rows/${encodeURIComponent(row.row_id)}`);
+  state.current = row;
+  state.applied = ++state.requested;  // answers to edits made before this pick are stale now
+  clearTimeout(state.timer);
+  fillForm(answer.record);
+  whatIfError(null);
+  const chosen = $("[data-passenger]");
+  chosen.replaceChildren(el("strong", {}, rowLabel(row)));
+  if (answer.y_true !== null) chosen.append(` · ${outcome(answer.y_true)}`);
+  drawWaterfall(answer.waterfall, answer.probability);
+  $("[data-waterfall-note]").textContent = "stored explanation of this row; change a value below for a what-if";
+}
+
+function matches(query) {
+  const needle = query.trim().toLowerCase();
+  const rows = state.view.rows;
+  if (!needle) return rows.slice(0, 12);
+  return rows.filter((r) => String(r.row_id).toLowerCase().includes(needle) ||
+                            (r.name && r.name.toLowerCase().includes(needle))).slice(0, 12);
+}
+
+function renderResults() {
+  const list = $("[data-passenger-results]");
+  const query = $("[data-passenger-search]").value;
+  const found = matches(query);
+  list.replaceChildren(...found.map((row) => {
+    const button = el("button", {type: "button", "data-row-id": row.row_id, role: "option"});
+    button.append(el("span", {}, rowLabel(row)), el("span", {class: "muted"}, ` P = ${row.probability.toFixed(3)}`));
+    button.addEventListener("click", () => choose(row));
+    const item = el("li");
+    item.append(button);
+    return item;
+  }));
+  if (!found.length) list.append(el("li", {class: "muted"}, "no match"));
+  list.hidden = false;
+}
+
+function choose(row) {
+  $("[data-passenger-results]").hidden = true;
+  $("[data-passenger-search]").value = rowLabel(row);
+  guarded(() => pickRow(row));
+}
+
+function setupPicker() {
+  const search = $("[data-passenger-search]");
+  search.addEventListener("input", renderResults);
+  search.addEventListener("focus", renderResults);
+  search.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      const first = matches(search.value)[0];
+      if (first) choose(first);
+    } else if (event.key === "Escape") {
+      $("[data-passenger-results]").hidden = true;
+    }
+  });
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest(".picker")) $("[data-passenger-results]").hidden = true;
+  });
+  const form = $("form[data-what-if]");
+  form.addEventListener("input", scheduleWhatIf);
+  form.addEventListener("change", scheduleWhatIf);
+  form.addEventListener("submit", (event) => { event.preventDefault(); scheduleWhatIf(); });
+}
+
+async function drawComparison(other) {
+  const note = $("[data-versus-note]");
+  const agreement = $("[data-agreement]");
+  const box = chart("compare");
+  if (note.dataset.kind !== "listing") note.hidden = true;
+  agreement.textContent = "";
+  $("[data-top-features]").textContent = "";
+  if (!other) {
+    box.hidden = true;
+    return;
+  }
+  let result;
+  try {
+    result = await api(`/api/explanations/compare?a=${encodeURIComponent(runId)}&b=${encodeURIComponent(other)}`);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.unavailable) throw error;
+    box.hidden = true;
+    note.textContent = error.message;
+    note.dataset.kind = "comparison";
+    note.hidden = false;
+    return;
+  }
+  const order = result.a.global.map((g) => g.feature).reverse();
+  const value = (run) => Object.fromEntries(run.global.map((g) => [g.feature, g.mean_abs_shap]));
+  const [va, vb] = [value(result.a), value(result.b)];
+  box.hidden = false;
+  plot(box, [
+    {type: "bar", orientation: "h", name: safe(result.a.run_name), y: order.map(safe), x: order.map((f) => va[f]),
+     marker: {color: "#3b6ea8"}},
+    {type: "bar", orientation: "h", name: safe(result.b.run_name), y: order.map(safe), x: order.map((f) => vb[f]),
+     marker: {color: "#e08a3c"}},
+  ], {barmode: "group", height: 100 + 40 * order.length, margin: {l: 90, r: 20, t: 40, b: 40},
+      xaxis: {title: {text: "mean |SHAP value|"}}, legend: {orientation: "h", x: 0, y: 1.02, yanchor: "bottom"}});
+  agreement.textContent = `rank agreement: Spearman ${fmt(result.spearman, 2)}, Kendall ${fmt(result.kendall, 2)}`;
+  $("[data-top-features]").textContent = `top features: ${result.a.run_name}: ${result.a.top.join(", ")} · ` +
+    `${result.b.run_name}: ${result.b.top.join(", ")} · ${result.shared_rows} shared rows`;
+}
+
+function rememberVersus(other) {
+  const url = new URL(window.location.href);
+  if (other) url.searchParams.set("versus", other);
+  else url.searchParams.delete("versus");
+  window.history.replaceState(null, "", url);
+}
+
+async function setupComparison(view) {
+  const select = $("select[data-versus]");
+  const wanted = root.dataset.versus;
+  select.replaceChildren(el("option", {value: ""}, "—"));
+  if (view.experiment) {
+    try {
+      const page = await api(`/api/runs/page?experiment=${encodeURIComponent(view.experiment)}&limit=200`);
+      for (const run of page.runs) {
+        if (run.run_id !== runId) select.append(el("option", {value: run.run_id}, run.name));
+      }
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.unavailable) throw error;
+      const note = $("[data-versus-note]");
+      note.textContent = `The experiment's other runs cannot be listed: ${error.message}`;
+      note.dataset.kind = "listing";
+      note.hidden = false;
+    }
+  }
+  if (wanted && ![...select.options].some((o) => o.value === wanted)) {
+    select.append(el("option", {value: wanted}, wanted));
+  }
+  select.value = wanted || "";
+  select.onchange = () => {
+    root.dataset.versus = select.value;
+    rememberVersus(select.value);
+    guarded(() => drawComparison(select.value));
+  };
+  await drawComparison(select.value);
+}
+
+function showMissing(view) {
+  $("[data-explained]").hidden = true;
+  $("[data-meta]").textContent = "";
+  $("[data-missing]").hidden = false;
+  $("[data-missing-text]").textContent = `No explanation: ${view.missing}.`;
+  $("[data-compute-reason]").textContent = view.can_compute
+    ? `The dashboard can compute it: ${view.compute_reason}.`
+    : `It cannot be computed here: ${view.compute_reason}.`;
+  const button = $("[data-compute]");
+  button.hidden = !view.can_compute;
+  button.disabled = false;
+  button.textContent = "Compute the explanation";
+  button.onclick = () => guarded(async () => {
+    button.disabled = true;
+    button.textContent = "Computing…";
+    try {
+      await mutate(base);
+    } finally {
+      button.disabled = false;
+      button.textContent = "Compute the explanation";
+    }
+    await load();
+  });
+}
+
+async function load() {
+  const view = await api(base);
+  state.view = view;
+  state.label = view.positive_label;
+  header(view);
+  if (!view.available) {
+    showMissing(view);
+    return;
+  }
+  $("[data-missing]").hidden = true;
+  $("[data-explained]").hidden = false;
+  $("[data-row-noun]").textContent = view.positive_label === "survived" ? "passenger" : "row";
+  metadataLine(view.metadata);
+  drawImportance(view.global);
+  drawBeeswarm(view.beeswarm);
+  const select = $("select[data-dependence-feature]");
+  select.replaceChildren(...view.global.map((g) => el("option", {value: g.feature}, g.feature)));
+  select.onchange = () => guarded(() => drawDependence(select.value));
+  buildForm(view.features);
+  const first = view.rows[0];
+  await Promise.all([
+    select.value ? drawDependence(select.value) : null,
+    first ? pickRow(first) : null,
+    setupComparison(view),
+  ]);
+  if (first) {  // load the model now, so the first edit answers in milliseconds
+    api(`${base}/what-if`, {method: "POST", body: {record: formRecord()}, timeout: 60000}).catch(() => {});
+  }
+}
+
+setupPicker();
+guarded(load);
