@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from mlscope.cli import app
 from mlscope.config import Settings
+from tests.live import browser  # noqa: F401 - one Chromium per session, shared by every browser test
 
 
 @dataclass(frozen=True)

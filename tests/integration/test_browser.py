@@ -15,7 +15,7 @@ from mlscope.config import Settings
 from mlscope.tracking.client import bind_fluent_api
 from mlscope.web.app import create_app
 from tests.conftest import Store
-from tests.live import browser, console_errors, live_app, screenshot  # noqa: F401 - the browser fixture
+from tests.live import console_errors, live_app, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -28,7 +28,7 @@ def site(trained) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:  # noqa: F811
+def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1500, "height": 900})
     yield context.new_page()
     context.close()

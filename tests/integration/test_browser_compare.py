@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from mlscope.web.app import create_app
 from tests.conftest import copy_of
-from tests.live import browser, live_app, screenshot  # noqa: F401 - the browser fixture
+from tests.live import live_app, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 XSS = "<img src=x onerror=alert(1)>"
@@ -49,7 +49,7 @@ class Watched:
 
 
 @pytest.fixture
-def watched(browser: Any) -> Iterator[Watched]:  # noqa: F811
+def watched(browser: Any) -> Iterator[Watched]:
     context = browser.new_context(viewport={"width": 1500, "height": 900})
     yield Watched(context.new_page())
     context.close()
@@ -138,7 +138,7 @@ def test_four_runs(site: str, watched: Watched, runs: dict[str, str], trained, t
     assert watched.errors == [] and watched.dialogs == []
 
 
-def test_plotly_parcoords_where_eval_is_allowed(site: str, browser: Any, runs: dict[str, str]) -> None:  # noqa: F811
+def test_plotly_parcoords_where_eval_is_allowed(site: str, browser: Any, runs: dict[str, str]) -> None:
     context = browser.new_context(viewport={"width": 1500, "height": 900}, bypass_csp=True)
     try:
         page = context.new_page()

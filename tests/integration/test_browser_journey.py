@@ -11,13 +11,13 @@ import pytest
 
 from mlscope.web.app import create_app
 from tests.conftest import Store, copy_of
-from tests.live import browser, console_errors, live_app, screenshot  # noqa: F401 - the browser fixture
+from tests.live import console_errors, live_app, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:  # noqa: F811
+def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1500, "height": 900})
     yield context.new_page()
     context.close()

@@ -12,7 +12,7 @@ import pytest
 
 from mlscope.web.app import create_app
 from tests.conftest import Store, copy_of
-from tests.live import browser, live_app, screenshot  # noqa: F401 - the browser fixture
+from tests.live import live_app, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -52,7 +52,7 @@ def site(trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:  # noqa: F811
+def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1500, "height": 900})
     page = context.new_page()
     page.errors = []

@@ -180,37 +180,44 @@ def test_unreadable_artifacts_say_why(mixed: Mixed) -> None:
     assert body["fairness"][mixed.broken] == {"missing": "run 'broken' has no fairness.json artifact"}
 
 
-class CountingClient:
-    """An MlflowClient that counts artifact listings and downloads per run."""
+class CountingRepository:
+    """A run's artifact repository that records listings and downloads."""
 
-    def __init__(self, client: MlflowClient) -> None:
-        self.client = client
-        self.listed: list[str] = []
-        self.downloaded: list[tuple[str, str]] = []
+    def __init__(self, repo: Any, run_id: str, listed: list[str], downloaded: list[tuple[str, str]]) -> None:
+        self.repo, self.run_id, self.listed, self.downloaded = repo, run_id, listed, downloaded
 
-    def list_artifacts(self, run_id: str, path: str | None = None) -> Any:
-        self.listed.append(run_id)
-        return self.client.list_artifacts(run_id, path)
+    def list_artifacts(self, path: str | None = None) -> Any:
+        self.listed.append(self.run_id)
+        return self.repo.list_artifacts(path)
 
-    def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None) -> str:
-        self.downloaded.append((run_id, path))
-        return self.client.download_artifacts(run_id, path, dst_path)
+    def download_artifacts(self, path: str, dst_path: str | None = None) -> str:
+        self.downloaded.append((self.run_id, path))
+        return self.repo.download_artifacts(path, dst_path=dst_path)
 
 
-def test_finished_runs_artifacts_are_read_once(mixed: Mixed) -> None:
-    client = CountingClient(mixed.store.client())
+def test_finished_runs_artifacts_are_read_once(mixed: Mixed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlscope.tracking import comparison
+
+    client = mixed.store.client()
+    listed: list[str] = []
+    downloaded: list[tuple[str, str]] = []
+    by_uri = {client.get_run(run_id).info.artifact_uri: run_id for run_id in mixed.trained.values()}
+    by_uri.update({client.get_run(r).info.artifact_uri: r for r in (mixed.plain, mixed.running)})
+    real = comparison.run_repository
+    monkeypatch.setattr(comparison, "run_repository", lambda c, uri: CountingRepository(
+        real(c, uri), by_uri[uri], listed, downloaded))
     cache = ArtifactCache()
     ids = [mixed.trained["svm"], mixed.trained["rf-tuned"], mixed.plain, mixed.running]
     with RunIndex(mixed.store.uri) as index:
-        first = compare_runs(index, client, cache, ids)  # type: ignore[arg-type]
-        assert sorted(client.listed) == sorted(ids)
+        first = compare_runs(index, client, cache, ids)
+        assert sorted(listed) == sorted(ids)
         # only the files that exist are fetched, one download each
-        assert sorted(client.downloaded) == sorted((run_id, name) for run_id in ids[:2] for name in
-                                                   ("classification_report.json", "fairness.json", "roc_curve.json"))
-        client.listed.clear()
-        client.downloaded.clear()
-        second = compare_runs(index, client, cache, ids)  # type: ignore[arg-type]
-    assert client.listed == [mixed.running] and client.downloaded == []
+        assert sorted(downloaded) == sorted((run_id, name) for run_id in ids[:2] for name in
+                                            ("classification_report.json", "fairness.json", "roc_curve.json"))
+        listed.clear()
+        downloaded.clear()
+        second = compare_runs(index, client, cache, ids)
+    assert listed == [mixed.running] and downloaded == []
     assert second == first
 
 

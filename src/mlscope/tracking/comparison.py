@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ValidationError
 
 from mlscope.errors import BadInput, NotFound
+from mlscope.tracking.client import run_repository
 from mlscope.tracking.index import IndexedRun, RunIndex
 from mlscope.tracking.index.translate import one_line
 from mlscope.tracking.runs import infer_direction
@@ -216,8 +217,12 @@ def run_artifacts(client: MlflowClient, cache: ArtifactCache, runs: Sequence[Ind
             parts[run.run_id] = cached
         else:
             to_read.append(run)
+    # Local artifact stores are read one run after another (a thread pool only adds overhead on small
+    # files); remote ones in parallel, where each read waits on the network.
+    remote = any(not (run.artifact_uri or "").startswith(("file:", "/")) for run in to_read)
+    workers = min(_DOWNLOAD_WORKERS, len(to_read)) if remote else 1
     if to_read:
-        with ThreadPoolExecutor(max_workers=min(_DOWNLOAD_WORKERS, len(to_read))) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             for run, (read, complete) in zip(to_read, pool.map(lambda r: read_artifacts(client, r), to_read),
                                              strict=True):
                 parts[run.run_id] = read
@@ -231,7 +236,8 @@ def read_artifacts(client: MlflowClient, run: IndexedRun) -> tuple[RunArtifacts,
     The flag is False when the store failed (worth reading again later, so not cached)."""
     name = display_name(run)
     try:
-        listed = {item.path for item in client.list_artifacts(run.run_id) if not item.is_dir}
+        repo = run_repository(client, run.artifact_uri or "")
+        listed = {item.path for item in repo.list_artifacts() if not item.is_dir}
     except (MlflowException, OSError) as exc:
         gone = Missing(missing=f"the artifacts of run '{name}' could not be listed: {one_line(exc)}")
         return RunArtifacts(roc=gone, confusion=gone, fairness=gone), False
@@ -243,7 +249,7 @@ def read_artifacts(client: MlflowClient, run: IndexedRun) -> tuple[RunArtifacts,
             if file not in listed:
                 return Missing(missing=f"run '{name}' has no {file} artifact")
             try:
-                payload = json.loads(Path(client.download_artifacts(run.run_id, file, tmp)).read_text())
+                payload = json.loads(Path(repo.download_artifacts(file, dst_path=tmp)).read_text())
             except (MlflowException, OSError) as exc:
                 complete = False
                 return Missing(missing=f"{file} of run '{name}' could not be read: {one_line(exc)}")
