@@ -37,6 +37,14 @@ class Store:
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
+    def experiment(self, name: str) -> str:
+        """The id of experiment `name`, created with its artifacts inside this store's folder (MLflow's
+        default, ./mlruns, would write into the directory the tests run from)."""
+        client = self.client()
+        found = client.get_experiment_by_name(name)
+        return found.experiment_id if found else client.create_experiment(
+            name, artifact_location=(self.root / "artifacts" / name).as_uri())
+
 
 def invoke(store: Store, *args: str) -> object:
     """Run the real CLI in-process, as a user would from a shell."""

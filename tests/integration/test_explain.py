@@ -101,10 +101,10 @@ def test_a_plain_mlflow_autolog_run_is_explained_on_demand(store: Store, tmp_pat
     titanic = load_titanic().frame
     columns = ["Pclass", "SibSp", "Parch", "Fare"]
     bind_fluent_api(store.settings())
-    experiment = mlflow.set_experiment("plain")
+    experiment_id = store.experiment("plain")
     mlflow.sklearn.autolog(log_models=True, log_datasets=False, silent=True)
     try:
-        with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+        with mlflow.start_run(experiment_id=experiment_id) as run:
             LogisticRegression(max_iter=500).fit(titanic[columns], titanic["Survived"])
     finally:
         mlflow.sklearn.autolog(disable=True)

@@ -16,8 +16,7 @@ from tests.conftest import Store
 def _version(store: Store, metrics: dict[str, float]) -> str:
     client = store.client()
     bind_fluent_api(store.settings())
-    experiment = mlflow.set_experiment("registry-tests")
-    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+    with mlflow.start_run(experiment_id=store.experiment("registry-tests")) as run:
         mlflow.log_metrics(metrics)
         info = mlflow.sklearn.log_model(GaussianNB().fit([[0.0], [1.0]], [0, 1]), name="model",
                                         pip_requirements=["scikit-learn"], serialization_format="cloudpickle")

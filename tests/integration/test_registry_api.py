@@ -96,8 +96,7 @@ def test_history_of_the_trained_store(trained: tuple[Store, object], shared: Tes
 
 def test_plain_mlflow_versions_fall_back_to_run_metrics_and_survive_deleted_runs(store: Store) -> None:
     bind_fluent_api(store.settings())
-    experiment = mlflow.set_experiment("plain")
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="nb") as run:
+    with mlflow.start_run(experiment_id=store.experiment("plain"), run_name="nb") as run:
         mlflow.log_metrics({"roc_auc": 0.71, "accuracy": 0.64, "custom": 3.0})
         mlflow.log_param("model_type", "naive_bayes")
         info = mlflow.sklearn.log_model(GaussianNB().fit([[0.0], [1.0]], [0, 1]), name="model",

@@ -237,9 +237,7 @@ def log_plain_model(store: Store, registered_name: str) -> tuple[Any, str]:
                              LogisticRegression()).fit(frame, target)
     bind_fluent_api(store.settings())
     client = store.client()
-    experiment = client.get_experiment_by_name("plain-mlflow")
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("plain-mlflow")
-    with mlflow.start_run(experiment_id=experiment_id):
+    with mlflow.start_run(experiment_id=store.experiment("plain-mlflow")):
         info = mlflow.sklearn.log_model(pipeline, name="model", signature=infer_signature(frame, pipeline.predict(frame)),
                                         registered_model_name=registered_name)
     return pipeline, str(info.registered_model_version)
