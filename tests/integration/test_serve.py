@@ -236,7 +236,6 @@ def log_plain_model(store: Store, registered_name: str) -> tuple[Any, str]:
     pipeline = make_pipeline(ColumnTransformer([("colour", OneHotEncoder(), ["colour"])], remainder="passthrough"),
                              LogisticRegression()).fit(frame, target)
     bind_fluent_api(store.settings())
-    client = store.client()
     with mlflow.start_run(experiment_id=store.experiment("plain-mlflow")):
         info = mlflow.sklearn.log_model(pipeline, name="model", signature=infer_signature(frame, pipeline.predict(frame)),
                                         registered_model_name=registered_name)
