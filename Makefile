@@ -25,6 +25,7 @@ bench: install
 	$(BIN)/python bench/explain_speed.py
 	$(BIN)/python bench/serve_speed.py
 	$(BIN)/python bench/run_index_speed.py
+	$(BIN)/python bench/dashboard_speed.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns mlartifacts .pytest_cache
