@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters (newlines, tabs, NUL, ...) written as escapes, so a message that
+    quotes user input stays one line."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
 
 class MlscopeError(Exception):
     """A problem explained in one line to the user."""
@@ -11,6 +21,7 @@ class MlscopeError(Exception):
     code = "error"
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.message = message
         self.field = field

@@ -8,11 +8,11 @@ from fastapi.responses import JSONResponse
 from mlflow.exceptions import MlflowException
 from starlette.exceptions import HTTPException
 
-from mlscope.errors import MlscopeError
+from mlscope.errors import MlscopeError, one_line
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str | None]]:
-    return {"error": {"code": code, "message": message, "field": field}}
+    return {"error": {"code": code, "message": one_line(message), "field": field}}
 
 
 def install_error_handlers(app: FastAPI) -> None:
