@@ -90,7 +90,7 @@ def copy_of(store: Store, root: Path) -> Store:
 
 
 # PostgreSQL- and Chromium-marked tests skip with the reason where the service is missing, except on CI.
-REQUIRED_ON_CI = {"postgres": "PostgreSQL", "browser": "Chromium"}
+REQUIRED_ON_CI = {"postgres": "PostgreSQL", "browser": "Chromium", "compose": "docker compose or docker-compose"}
 
 
 @pytest.hookimpl(hookwrapper=True)
