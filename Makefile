@@ -26,6 +26,7 @@ bench: install
 	$(BIN)/python bench/serve_speed.py
 	$(BIN)/python bench/run_index_speed.py
 	$(BIN)/python bench/dashboard_speed.py
+	$(BIN)/python bench/server_footprint.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns mlartifacts .pytest_cache
