@@ -51,6 +51,16 @@ class TrackingUnavailable(MlscopeError):
     code = "tracking_unavailable"
 
 
+class NeedsTrackingServer(MlscopeError):
+    """Artifacts stored through an MLflow tracking server (`mlflow-artifacts:/` URIs, `--serve-artifacts`)
+    were asked for with a tracking URI that is not that server (e.g. its database): a configuration
+    problem that only the user can fix."""
+
+    exit_code = 2
+    status = 503
+    code = "needs_tracking_server"
+
+
 class NotReady(MlscopeError):
     """A service has nothing to answer with yet (e.g. no model loaded)."""
 

@@ -17,7 +17,7 @@ from mlscope.config import Settings
 from mlscope.errors import BadInput, NotFound
 from mlscope.explain import artifacts
 from mlscope.explain.shapley import DEFAULT_BACKGROUND, DEFAULT_SEED, Explanation, ShapleyExplainer, sample_background
-from mlscope.tracking.client import allow_model_loading, bind_fluent_api, make_client
+from mlscope.tracking.client import allow_model_loading, bind_fluent_api, make_client, proxied_artifacts
 
 
 def _get_run(client: MlflowClient, run_id: str) -> Any:
@@ -31,12 +31,13 @@ def _get_run(client: MlflowClient, run_id: str) -> Any:
 
 def _download_json(client: MlflowClient, run_id: str, name: str) -> dict[str, Any] | None:
     path = f"{artifacts.FOLDER}/{name}.json"
-    listed = {a.path for a in client.list_artifacts(run_id, artifacts.FOLDER)}
-    if path not in listed:
-        return None
-    with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
-        local = client.download_artifacts(run_id, path, tmp)
-        return json.loads(Path(local).read_text())
+    with proxied_artifacts():
+        listed = {a.path for a in client.list_artifacts(run_id, artifacts.FOLDER)}
+        if path not in listed:
+            return None
+        with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
+            local = client.download_artifacts(run_id, path, tmp)
+            return json.loads(Path(local).read_text())
 
 
 def _log_json(client: MlflowClient, run_id: str, payload: dict[str, Any], name: str) -> None:
@@ -60,7 +61,8 @@ def load_model(settings: Settings, run_id: str) -> Any:
     bind_fluent_api(settings)
     with allow_model_loading(settings):
         try:
-            return mlflow.sklearn.load_model(f"runs:/{run_id}/model")
+            with proxied_artifacts():
+                return mlflow.sklearn.load_model(f"runs:/{run_id}/model")
         except (MlflowException, OSError) as exc:
             message = str(getattr(exc, "message", exc)).strip().splitlines()[0]
             raise BadInput(f"run '{run_id}' has no loadable scikit-learn model at 'model': {message}",

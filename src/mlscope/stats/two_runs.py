@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from mlscope.errors import BadInput, NotFound
 from mlscope.stats import significance as sig
+from mlscope.tracking.client import proxied_artifacts
 from mlscope.tracking.runs import infer_direction
 
 FOLDS_FILE = "cv_folds.json"
@@ -142,7 +143,7 @@ def _get_run(client: MlflowClient, run_id: str, field: str) -> Run:
 
 
 def _download(client: MlflowClient, run_id: str, name: str, read: Callable[[Path], T]) -> T:
-    with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp, proxied_artifacts():
         return read(Path(client.download_artifacts(run_id, name, tmp)))
 
 
@@ -189,7 +190,8 @@ def _read_predictions(path: Path) -> pd.DataFrame:
 
 def _evidence(client: MlflowClient, run: Run, name: str, metric: str) -> Evidence:
     run_id = run.info.run_id
-    listed = {item.path for item in client.list_artifacts(run_id)}
+    with proxied_artifacts():
+        listed = {item.path for item in client.list_artifacts(run_id)}
     folds, seed, stratified = _fold_values(client, run, metric, listed)
     predictions, problem = None, None
     if PREDICTIONS_FILE in listed:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from mlscope.config import Settings
+from mlscope.errors import NeedsTrackingServer
+
+# MLflow's error (mlflow/store/artifact/mlflow_artifacts_repo.py) when an `mlflow-artifacts:/` URI is read
+# with a tracking URI that is not http(s); the translated message names only that URI's scheme.
+_PROXIED_WITHOUT_SERVER = re.compile(
+    r"When an mlflow-artifacts URI was supplied, the tracking URI must be a valid http or https URI"
+    r"(?:, but it was currently set to (?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):)?")
 
 
 def make_client(settings: Settings) -> MlflowClient:
@@ -35,8 +44,37 @@ def run_repository(client: MlflowClient, artifact_uri: str) -> ArtifactRepositor
     """The repository of a run's own artifact root (from the run's `artifact_uri`: no extra get_run per
     file). Unlike `client.list_artifacts`, it never mixes in an MLflow 3 logged model's files, which MLflow
     finds through the process-wide tracking URI rather than this client's."""
-    return get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri,
-                                   registry_uri=client._registry_uri)
+    with proxied_artifacts():
+        return get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri,
+                                       registry_uri=client._registry_uri)
+
+
+def needs_tracking_server(exc: BaseException) -> NeedsTrackingServer | None:
+    """MLflow's error for proxied artifacts (`mlflow-artifacts:/`) read without their tracking server, as
+    one line that says what to do; None for any other error."""
+    if not isinstance(exc, MlflowException):
+        return None
+    found = _PROXIED_WITHOUT_SERVER.search(str(exc.message))
+    if found is None:
+        return None
+    used = f"a {found.group('scheme')} URI" if found.group("scheme") else "not an http(s) URI"
+    return NeedsTrackingServer(
+        "these artifacts are stored through an MLflow tracking server (mlflow-artifacts:/ URIs), which only that "
+        f"server can read, but the tracking URI is {used}: set MLFLOW_TRACKING_URI to the tracking server's "
+        "http:// URI")
+
+
+@contextmanager
+def proxied_artifacts() -> Iterator[None]:
+    """Around MLflow calls that resolve artifact URIs (repositories, list/download, load_model): MLflow's
+    error for proxied artifacts read without their server becomes NeedsTrackingServer."""
+    try:
+        yield
+    except MlflowException as exc:
+        translated = needs_tracking_server(exc)
+        if translated is None:
+            raise
+        raise translated from None
 
 
 def registry_uri(settings: Settings) -> str:

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ValidationError
 
-from mlscope.errors import BadInput, NotFound
+from mlscope.errors import BadInput, NeedsTrackingServer, NotFound
 from mlscope.tracking.client import run_repository
 from mlscope.tracking.index import IndexedRun, RunIndex
 from mlscope.tracking.index.translate import one_line
@@ -238,7 +238,7 @@ def read_artifacts(client: MlflowClient, run: IndexedRun) -> tuple[RunArtifacts,
     try:
         repo = run_repository(client, run.artifact_uri or "")
         listed = {item.path for item in repo.list_artifacts() if not item.is_dir}
-    except (MlflowException, OSError) as exc:
+    except (MlflowException, OSError, NeedsTrackingServer) as exc:
         gone = Missing(missing=f"the artifacts of run '{name}' could not be listed: {one_line(exc)}")
         return RunArtifacts(roc=gone, confusion=gone, fairness=gone), False
     complete = True

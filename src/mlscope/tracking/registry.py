@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.parse
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlscope.errors import BadInput, NotFound
+from mlscope.tracking.client import needs_tracking_server
 from mlscope.training.experiments import SelectionRule
 
 AUDIT_PREFIX = "mlscope.audit."
@@ -37,6 +39,9 @@ class AuditEvent:
 
 
 def first_line(exc: Exception) -> str:
+    translated = needs_tracking_server(exc)
+    if translated is not None:
+        return translated.message
     message = getattr(exc, "message", None) or str(exc)
     return message.strip().splitlines()[0] if message.strip() else type(exc).__name__
 
@@ -56,10 +61,24 @@ def ensure_registered_model(client: MlflowClient, name: str) -> None:
 
 def register_version(client: MlflowClient, name: str, model_uri: str, run_id: str,
                      tags: dict[str, str]) -> ModelVersion:
-    """A new version of `name` from a logged model, with tags."""
+    """A new version of `name` from a logged model, with tags. A `models:/<model_id>` source (what
+    MLflow 3's log_model returns) is sent with its model id: an MLflow tracking server refuses such a
+    source without it (a local store does not check)."""
     ensure_registered_model(client, name)
-    version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+    version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
+                                          model_id=logged_model_id(model_uri))
     return version
+
+
+def logged_model_id(model_uri: str) -> str | None:
+    """The id in a `models:/<model_id>` URI (MLflow's own reading: one path segment, no `@alias`),
+    else None (`models:/name/3`, `models:/name@alias`, `runs:/...`)."""
+    parsed = urllib.parse.urlparse(model_uri, allow_fragments=False)
+    segments = parsed.path.lstrip("/").split("/")
+    if parsed.scheme != "models" or parsed.netloc or len(segments) != 1 or not segments[0].strip() \
+            or "@" in segments[0]:
+        return None
+    return segments[0]
 
 
 HEADLINE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "cv_roc_auc_mean")

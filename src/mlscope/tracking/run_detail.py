@@ -21,8 +21,8 @@ from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
 from mlscope.config import Settings
-from mlscope.errors import BadInput, NotFound
-from mlscope.tracking.client import registry_uri
+from mlscope.errors import BadInput, NeedsTrackingServer, NotFound
+from mlscope.tracking.client import proxied_artifacts, registry_uri
 
 ARTIFACT_LIMIT = 2000
 MODEL_NAME = "model"
@@ -128,7 +128,10 @@ def run_detail(client: MlflowClient, settings: Settings, run_id: str) -> RunDeta
     info = run.info
     experiment = client.get_experiment(info.experiment_id)
     tags = dict(run.data.tags)
-    tree = artifact_tree(run_artifacts(settings, run))
+    try:
+        tree = artifact_tree(run_artifacts(settings, run))
+    except NeedsTrackingServer as exc:  # the run's params, metrics and tags still show
+        tree = _tree([], capped=False, limit=ARTIFACT_LIMIT, error=f"cannot list the artifacts: {exc.message}")
     model, signature = logged_model(client, settings, run, tree)
     versions, registry_error = registry_versions(client, run_id)
     ui_url = None
@@ -152,9 +155,11 @@ def run_detail(client: MlflowClient, settings: Settings, run_id: str) -> RunDeta
 
 def run_artifacts(settings: Settings, run: Run) -> ArtifactRepository:
     """The repository of the run's own artifact root. Unlike `client.list_artifacts`, it never mixes in an
-    MLflow 3 logged model's files (those live elsewhere and are found through the process-wide URI)."""
-    return get_artifact_repository(run.info.artifact_uri, tracking_uri=settings.tracking_uri,
-                                   registry_uri=registry_uri(settings))
+    MLflow 3 logged model's files (those live elsewhere and are found through the process-wide URI).
+    NeedsTrackingServer for proxied artifacts without their tracking server."""
+    with proxied_artifacts():
+        return get_artifact_repository(run.info.artifact_uri, tracking_uri=settings.tracking_uri,
+                                       registry_uri=registry_uri(settings))
 
 
 def artifact_tree(repo: ArtifactRepository, limit: int = ARTIFACT_LIMIT) -> ArtifactTree:
@@ -213,8 +218,9 @@ def logged_model(client: MlflowClient, settings: Settings, run: Run,
 
 
 def _read_mlmodel(location: str, settings: Settings) -> Model:
-    repo = get_artifact_repository(location, tracking_uri=settings.tracking_uri, registry_uri=registry_uri(settings))
-    with tempfile.TemporaryDirectory(prefix="mlscope-mlmodel-") as folder:
+    with proxied_artifacts(), tempfile.TemporaryDirectory(prefix="mlscope-mlmodel-") as folder:
+        repo = get_artifact_repository(location, tracking_uri=settings.tracking_uri,
+                                       registry_uri=registry_uri(settings))
         return Model.load(repo.download_artifacts("MLmodel", dst_path=folder))
 
 
