@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     tracking_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Dashboard: seconds an HTTP tracking server may take per request.")
     tracking_retries: int = Field(default=2, ge=0, description="Dashboard: retries of a failing HTTP tracking request.")
+    backend_store_uri: str | None = Field(
+        default=None, description="`mlscope up`: database of the MLflow tracking server it starts (postgresql://...).")
+    artifacts_destination: Path = Field(
+        default=Path("mlartifacts"), description="`mlscope up`: folder the tracking server stores artifacts in.")
+    mlflow_port: int = Field(default=5000, ge=1, le=65535, description="`mlscope up`: port of the tracking server.")
+    mlflow_workers: int = Field(default=1, ge=1, le=64,
+                                description="`mlscope up`: uvicorn workers of the tracking server.")
+    log_dir: Path = Field(default=Path("mlscope-logs"), description="`mlscope up`: folder of the children's logs.")
     trust_registry_models: bool = Field(
         default=True,
         description="Allow loading pickled models from the configured registry "

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mlscope import __version__
-from mlscope.cli import demo, explain, registry, runs, serve, train, ui
+from mlscope.cli import demo, explain, registry, runs, serve, train, ui, up
 from mlscope.config import load_settings
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ app.command()(registry.history)
 app.command()(ui.ui)
 app.command()(serve.serve)
 app.command()(demo.demo)
+app.command()(up.up)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ def quiet_mlflow() -> None:
     import os
 
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # MLflow reads only this variable
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # "View run at" per run, over the bars
     for name in ("mlflow", "alembic", "mlflow.sklearn", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -12,7 +12,8 @@ from mlscope.cli.ui import web_app
 from mlscope.config import Settings
 
 
-def _has_runs(settings: Settings) -> int:
+def count_runs(settings: Settings) -> int:
+    """Runs in the settings' experiment (0 when it does not exist yet)."""
     from mlscope.errors import NotFound
     from mlscope.tracking.client import make_client
     from mlscope.tracking.runs import list_runs
@@ -39,7 +40,7 @@ def demo(
     settings = settings_of(ctx)
     settings = settings.model_copy(update={k: v for k, v in {"port": port, "api_port": api_port}.items() if v})
     with user_errors():
-        existing = 0 if retrain else _has_runs(settings)
+        existing = 0 if retrain else count_runs(settings)
         if existing:
             console.print(f"Experiment '{settings.experiment_name}' already has {existing} run(s); "
                           "skipping training (use --retrain to train again).")
