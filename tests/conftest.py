@@ -58,10 +58,10 @@ def _restore_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     import os
 
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        if key in os.environ:
-            monkeypatch.setenv(key, os.environ[key])
-        else:
-            monkeypatch.delenv(key, raising=False)
+        absent = key not in os.environ
+        monkeypatch.setenv(key, os.environ.get(key, ""))  # records the value, or that there was none
+        if absent:
+            monkeypatch.delenv(key)
     yield
 
 

@@ -151,6 +151,9 @@ def run_training(settings: Settings, dataset: Dataset, experiments: Path | None,
         console.print(f"Alias [bold]{event.alias}[/] → version {event.version}{moved}")
     for result in report.failed:
         err_console.print(f"[bold red]failed:[/] {result.spec.name}: {result.error}", highlight=False)
+    for result in report.results:
+        if result not in report.failed and result.error:
+            err_console.print(f"[bold yellow]warning:[/] {result.spec.name}: {result.error}", highlight=False)
     console.print(f"Finished in {report.seconds:.1f}s.")
     return report
 

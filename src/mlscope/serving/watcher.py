@@ -96,7 +96,9 @@ class ModelWatcher:
         while not self._stop.is_set():
             ok = self.check()
             failures = 0 if ok else failures + 1
-            if ok and self.current is not None:
+            if self.current is not None:
+                # A model is served (even if this check failed: registry outage): keep the poll interval,
+                # so the registry's recovery, and an alias moved meanwhile, are seen within one interval.
                 delay = self.settings.poll_seconds
             else:
                 delay = min(self.settings.retry_seconds * 2 ** min(failures - 1, 16), MAX_BACKOFF_SECONDS)

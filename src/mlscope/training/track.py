@@ -103,9 +103,13 @@ def _params(spec: ExperimentSpec, split: Split, estimator: object) -> dict[str, 
     }
 
 
-def _tags(spec: ExperimentSpec, dataset: Dataset) -> dict[str, str]:
+SESSION_TAG = "mlscope.session"
+
+
+def _tags(spec: ExperimentSpec, dataset: Dataset, session: str) -> dict[str, str]:
     tags = {
         "mlscope.version": mlscope.__version__,
+        SESSION_TAG: session,
         "mlscope.title": spec.title,
         "mlscope.dataset": dataset.name,
         "mlscope.task": "binary_classification",
@@ -161,28 +165,36 @@ def _write_artifacts(spec: ExperimentSpec, split: Split, pipeline: object, proba
 
 def log_experiment(
     client: MlflowClient, experiment_id: str, spec: ExperimentSpec, split: Split, job: fitting.FitJob,
-    explain: ExplainSpec, step: StepHook,
+    explain: ExplainSpec, step: StepHook, session: str,
 ) -> RunResult:
     """Train and log one experiment. Never raises for a failing model: the run ends FAILED with
-    the error in the `mlscope.error` tag."""
+    the error in the `mlscope.error` tag. The run is tagged with the training `session`, so runs a
+    retried request created twice can be found and ended afterwards."""
     started = time.perf_counter()
     result = RunResult(spec=spec)
+    logged = False
     try:
         with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name,
-                              tags=_tags(spec, split.dataset)) as run:
+                              tags=_tags(spec, split.dataset, session)) as run:
             result.run_id = run.info.run_id
             try:
                 _log_run_body(client, run.info.run_id, spec, split, job, explain, result, step)
+                logged = True
             except Exception as exc:  # the model itself failed: record it, let the others run
                 message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:4000]
-                client.set_tag(run.info.run_id, "mlscope.error", message)
                 result.error = message
+                client.set_tag(run.info.run_id, "mlscope.error", message)
                 raise
         result.status = "FINISHED"
     except Exception as exc:  # noqa: BLE001 - reported per experiment, never a traceback
-        if result.error is None:
-            result.error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-        result.status = "FAILED"
+        if logged:
+            # Everything is logged; only ending the run failed (the store is down). The runner ends it
+            # again once the session is over (runner.end_stray_runs).
+            result.status = "FINISHED"
+        else:
+            if result.error is None:
+                result.error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+            result.status = "FAILED"
     result.seconds = time.perf_counter() - started
     return result
 
@@ -258,4 +270,12 @@ def log_explanation(client: MlflowClient, result: RunResult) -> None:
         explain_artifacts.write(explanation, background, folder)
         explain_artifacts.plot_importance(explanation, f"{spec.title}: mean |SHAP|", folder / "shap_importance.png")
         explain_artifacts.plot_beeswarm(explanation, f"{spec.title}: SHAP values", folder / "shap_beeswarm.png")
-        client.log_artifacts(run_id, str(folder), artifact_path=explain_artifacts.FOLDER)
+        try:
+            client.log_artifacts(run_id, str(folder), artifact_path=explain_artifacts.FOLDER)
+        except Exception as exc:  # noqa: BLE001 - the store failed after MLflow's retries: say so on the run
+            message = f"logging the explanation failed: {type(exc).__name__}: {exc}".splitlines()[0][:4000]
+            result.error = message
+            try:
+                client.set_tag(run_id, "mlscope.explain_error", message)
+            except Exception:  # noqa: BLE001 - the store is still down; the report carries the message
+                pass
