@@ -1,9 +1,9 @@
 """How mlscope starts a stock `mlflow server` (for `mlscope up`, Docker Compose and the tests).
 
 MLflow 3.17's defaults on this 2-core machine: 4 uvicorn workers plus 7 background job workers, 15
-processes, 2.4 GB PSS. mlscope turns off the job runner (`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`: it
+processes, 2.36 GB PSS. mlscope turns off the job runner (`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`: it
 runs GenAI evaluation/scoring jobs mlscope never submits) and runs one uvicorn worker by default, which
-serves requests concurrently from its thread pool: 2 processes, 0.44 GB PSS, 0.65x the stock requests/s
+serves requests concurrently from its thread pool: 2 processes, 0.41 GB PSS, 0.61x the stock requests/s
 under 8 concurrent clients (bench/server_footprint.py). The Compose stack runs two workers."""
 
 from __future__ import annotations
