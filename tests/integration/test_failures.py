@@ -39,7 +39,7 @@ from typer.testing import CliRunner
 from mlscope.cli import app as cli_app
 from mlscope.config import Settings
 from tests import own_postgres, postgres
-from tests.live import free_port
+from tests.live import free_port, screenshot
 from tests.tracking_server import ServerProcess
 
 T = TypeVar("T")
@@ -344,8 +344,9 @@ def _json(response: httpx.Response) -> Any:
 
 
 @pytest.mark.postgres
+@pytest.mark.browser
 @pytest.mark.slow
-def test_database_restart_under_dashboard_and_api(tmp_path: Path, fluent_uri_restored: None) -> None:
+def test_database_restart_under_dashboard_and_api(tmp_path: Path, fluent_uri_restored: None, browser: Any) -> None:
     reason = own_postgres.unavailable_reason()
     if reason:
         pytest.skip(reason)
@@ -398,11 +399,18 @@ def test_database_restart_under_dashboard_and_api(tmp_path: Path, fluent_uri_res
             ui_detected = time.monotonic() - down
             body = _json(outage)
             assert outage.status_code == 503, f"{outage.status_code} {body}\n{logs()}"
-            assert body["error"]["code"] in ("tracking_error", "tracking_unavailable") and body["error"]["message"], body
+            assert body["error"]["code"] == "tracking_unavailable", body
+            assert body["error"]["message"].startswith(f"the tracking server at {server.url} is unavailable: "), body
             listed = http.get(f"{ui_url}/api/experiments")
             assert listed.status_code == 503 and _json(listed)["error"]["message"], _json(listed)
-            page = http.get(f"{ui_url}/experiments/{EXPERIMENT}")
-            assert page.status_code == 200 and "data-banner" in page.text  # the shell that shows the banner
+            # What the user sees: the runs view opens, its banner says what failed and offers Retry.
+            tab = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            tab.goto(f"{ui_url}/experiments/{EXPERIMENT}")
+            tab.wait_for_selector("[data-banner]:not([hidden])", timeout=60_000)
+            banner = tab.inner_text("[data-banner-text]")
+            assert f"the tracking server at {server.url} is unavailable" in banner and "could not be loaded" in banner
+            assert tab.is_visible("[data-banner-retry]")
+            screenshot(tab, "stack-database-down")
 
             def api_degraded() -> dict[str, Any] | None:
                 state = http.get(f"{api_url}/ready")
@@ -410,6 +418,7 @@ def test_database_restart_under_dashboard_and_api(tmp_path: Path, fluent_uri_res
                 return state.json() if state.json()["registry_problem"] else None
 
             degraded = wait_for("the API to report the registry problem", api_degraded, 90, logs, interval=0.5)
+            assert degraded["registry_problem"].startswith(f"the tracking server at {server.url} is unavailable"), degraded
             api_detected = time.monotonic() - down
             assert http.get(f"{api_url}/health").status_code == 200
             assert http.get(f"{api_url}/model").json()["registry_problem"]
@@ -438,6 +447,11 @@ def test_database_restart_under_dashboard_and_api(tmp_path: Path, fluent_uri_res
 
             runs_after = wait_for("the dashboard to read runs again", dashboard_reads, 90, logs, interval=0.5)
             ui_recovered = time.monotonic() - up
+            tab.click("[data-banner-retry]")  # the user's Retry now shows the runs, banner gone
+            tab.wait_for_function("() => document.querySelectorAll('[data-rows] .row').length === 2", timeout=30_000)
+            assert tab.locator("[data-banner]").is_hidden()
+            screenshot(tab, "stack-database-back")
+            tab.context.close()
             assert runs_after.json() == runs_before.json()
             assert http.get(f"{ui_url}/api/experiments").json() == experiments_before.json()
             assert http.get(f"{ui_url}/api/models/{MODEL}").json() == model_before.json()

@@ -49,7 +49,10 @@ def user_errors() -> Iterator[None]:
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except MlflowException as exc:
-        err_console.print(f"[bold red]error:[/] MLflow: {_one_line(exc)}", highlight=False, soft_wrap=True)
+        from mlscope.tracking.client import tracking_failure
+
+        message = tracking_failure(exc) or f"MLflow: {_one_line(exc)}"
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlscope.config import Settings
@@ -66,6 +67,8 @@ class ModelWatcher:
             loaded = self.loader(self.settings, self.client, self.target.name, self.target.alias, version)
         except MlscopeError as exc:
             return self._failed(exc.message)
+        except MlflowException as exc:
+            return self._failed(first_line(exc))
         except Exception as exc:  # noqa: BLE001 - registry outages surface as many exception types
             return self._failed(f"{type(exc).__name__}: {first_line(exc)}")
         if self.contract is not None and loaded.contract.key != self.contract.key:

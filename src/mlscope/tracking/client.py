@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -21,6 +22,34 @@ from mlscope.errors import NeedsTrackingServer
 _PROXIED_WITHOUT_SERVER = re.compile(
     r"When an mlflow-artifacts URI was supplied, the tracking URI must be a valid http or https URI"
     r"(?:, but it was currently set to (?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):)?")
+
+
+# MLflow's REST client (mlflow/utils/rest_utils.py) once its retries are spent: "API request to <url> failed
+# with exception <urllib3/requests error>".
+_REQUEST_FAILED = re.compile(r"API request to (?P<url>https?://\S+) failed with exception (?P<cause>.*)", re.DOTALL)
+_TOO_MANY = re.compile(r"too many (?P<status>\d{3}) error responses")
+
+
+def tracking_failure(exc: BaseException) -> str | None:
+    """One readable line for an HTTP tracking server that is down or failing (MLflow's message quotes a
+    urllib3 retry error); None for any other error."""
+    found = _REQUEST_FAILED.search(str(getattr(exc, "message", exc)))
+    if found is None:
+        return None
+    parts = urlsplit(found.group("url"))
+    cause = found.group("cause")
+    status = _TOO_MANY.search(cause)
+    if status is not None:
+        why = f"it answered HTTP {status.group('status')} to every retry"
+        if status.group("status") == "503":
+            why += " (its database may be down)"
+    elif "Connection refused" in cause or "NewConnectionError" in cause:
+        why = "nothing accepts connections there"
+    elif "timed out" in cause.lower() or "Timeout" in cause:
+        why = "it did not answer in time"
+    else:
+        why = cause.strip().splitlines()[0][:300] if cause.strip() else "the request failed"
+    return f"the tracking server at {parts.scheme}://{parts.netloc} is unavailable: {why}"
 
 
 def make_client(settings: Settings) -> MlflowClient:

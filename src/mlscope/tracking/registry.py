@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlscope.errors import BadInput, NotFound
-from mlscope.tracking.client import needs_tracking_server
+from mlscope.tracking.client import needs_tracking_server, tracking_failure
 from mlscope.training.experiments import SelectionRule
 
 AUDIT_PREFIX = "mlscope.audit."
@@ -42,6 +42,9 @@ def first_line(exc: Exception) -> str:
     translated = needs_tracking_server(exc)
     if translated is not None:
         return translated.message
+    unavailable = tracking_failure(exc)
+    if unavailable is not None:
+        return unavailable
     message = getattr(exc, "message", None) or str(exc)
     return message.strip().splitlines()[0] if message.strip() else type(exc).__name__
 

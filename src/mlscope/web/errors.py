@@ -9,6 +9,7 @@ from mlflow.exceptions import MlflowException
 from starlette.exceptions import HTTPException
 
 from mlscope.errors import MlscopeError, one_line
+from mlscope.tracking.client import tracking_failure
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str | None]]:
@@ -40,5 +41,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MlflowException)
     async def _mlflow(_: Request, exc: MlflowException) -> JSONResponse:
+        unavailable = tracking_failure(exc)
+        if unavailable is not None:
+            return JSONResponse(error_body("tracking_unavailable", unavailable), status_code=503)
         message = str(exc.message).strip().splitlines()[0]
         return JSONResponse(error_body("tracking_error", f"MLflow: {message}"), status_code=503)

@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlscope.errors import BadInput, TrackingUnavailable
+from mlscope.tracking.client import tracking_failure
 from mlscope.tracking.index.models import Direction, IndexedRun, RunMatrix, RunPage
 from mlscope.tracking.index.translate import one_line
 
@@ -94,7 +95,7 @@ class ApiBackend:
                 found[run_id] = from_mlflow(self.client.get_run(run_id))
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                    raise TrackingUnavailable(f"MLflow: {one_line(exc)}") from None
+                    raise TrackingUnavailable(tracking_failure(exc) or f"MLflow: {one_line(exc)}") from None
         return found
 
     def all_runs(self, experiment_id: str, filter_string: str, order_by: Sequence[str],
@@ -131,4 +132,4 @@ def _call(action: Callable[[], T]) -> T:
     except MlflowException as exc:
         if exc.error_code == "INVALID_PARAMETER_VALUE":
             raise BadInput(f"bad filter: {one_line(exc)}", field="filter") from None
-        raise TrackingUnavailable(f"MLflow: {one_line(exc)}") from None
+        raise TrackingUnavailable(tracking_failure(exc) or f"MLflow: {one_line(exc)}") from None

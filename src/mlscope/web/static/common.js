@@ -114,6 +114,11 @@ export const banner = {
   },
 };
 
+// An error message as a sentence, so a banner can add one after it.
+export function sentence(text) {
+  return /[.!?]$/.test(text.trim()) ? text : `${text.trim()}.`;
+}
+
 // Run `task`; if it fails, say why in the banner, with a Retry button that runs it again.
 export async function guarded(task) {
   try {
@@ -122,7 +127,7 @@ export async function guarded(task) {
     return result;
   } catch (error) {
     const message = error instanceof ApiError && error.unavailable
-      ? `${error.message} The tracking store may be down or slow; nothing was changed.`
+      ? `${sentence(error.message)} The tracking store may be down or slow; nothing was changed.`
       : error.message;
     banner.show(message, () => guarded(task));
     return undefined;

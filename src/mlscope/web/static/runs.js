@@ -1,7 +1,7 @@
 // The runs view: a virtual table over /api/runs/page. Only the rows in view are in the DOM; sorting and
 // filtering are answered by the server, so 10,000 runs scroll like 10. Columns, best-run metric, direction,
 // filter and order live in the URL, so a view can be bookmarked and shared.
-import {ApiError, api, banner, el, fmt, formatDuration, formatTime, path} from "/static/common.js";
+import {ApiError, api, banner, el, fmt, formatDuration, formatTime, path, sentence} from "/static/common.js";
 
 const ROW_HEIGHT = 30;
 const PAGE_SIZE = 100;
@@ -256,7 +256,7 @@ export class RunsView {
     if (error instanceof ApiError && !error.unavailable && error.status !== 401) {
       this.showError(error.message);  // the user's filter or order: say what is wrong next to it
     } else {
-      banner.show(`${error.message} The runs could not be loaded.`, retry);
+      banner.show(`${sentence(error.message)} The runs could not be loaded.`, retry);
     }
   }
 
