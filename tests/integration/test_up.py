@@ -103,7 +103,9 @@ def test_up_refuses_a_database_it_cannot_reach(tmp_path: Path) -> None:
 def test_up_reports_a_server_that_is_not_healthy_in_time(tmp_path: Path) -> None:
     """A component that misses --ready-timeout ends `up` with its log tail; nothing is left running."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    handler = signal.getsignal(signal.SIGTERM)
     result = run_up(tmp_path, "--backend-store-uri", store, "--ready-timeout", "1")
+    assert signal.getsignal(signal.SIGTERM) is handler  # `up` restores the SIGTERM handler it installs
     assert result.exit_code == 1, result.output
     line = error_line(result)
     assert re.match(r"error: MLflow tracking server did not answer http://127\.0\.0\.1:\d+/health within 1 s "

@@ -173,23 +173,31 @@ def up(
         Component("prediction API", mlscope_argv("serve", "--host", settings.host, "--port", str(settings.api_port)),
                   f"{_local(settings.host, settings.api_port)}/health", logs / "api.log"),
     ]
-    supervisor = Supervisor(env)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the children too, like Ctrl-C
-    rows: list[tuple[str, str, int, Path]] = []
     console.print(f"Tracking server on {display_uri(backend)} (artifacts in {server.artifacts_destination}); "
                   f"logs in {logs.resolve()}")
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the children too, like Ctrl-C
+    try:
+        _run(Supervisor(env), server, components, settings, env, train or retrain, retrain, ready_timeout)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(supervisor: Supervisor, server: TrackingServer, components: list[Component], settings: Settings,
+         env: dict[str, str], train: bool, retrain: bool, ready_timeout: float) -> None:
+    """Start the server, train, start the rest, then wait; whatever ends it stops every child."""
+    rows: list[tuple[str, str, int, Path]] = []
     try:
         mlflow = Component("MLflow tracking server", server.command(), f"{server.url}/health",
-                           logs / "mlflow.log", env=server.environment())
+                           settings.log_dir / "mlflow.log", env=server.environment())
         rows.append((mlflow.name, server.url, _start(supervisor, mlflow, ready_timeout), mlflow.log))
-        if train or retrain:
+        if train:
             with user_errors():
                 _train(settings, env, retrain)
             supervisor.check()
         for component in components:
             base = component.health_url.removesuffix("/health")
             rows.append((component.name, base, _start(supervisor, component, ready_timeout), component.log))
-        console.print(summary(rows, backend, settings.artifacts_destination))
+        console.print(summary(rows, server.backend_store_uri, settings.artifacts_destination))
         supervisor.wait()
     except ComponentFailed as failure:
         err_console.print(f"[bold red]error:[/] {failure.message}", highlight=False, soft_wrap=True)
@@ -204,11 +212,7 @@ def up(
     except KeyboardInterrupt:
         console.print("Stopping…")
         _stop(supervisor)
-        return
-    except typer.Exit:
-        _stop(supervisor)
-        raise
-    except BaseException:
+    except BaseException:  # typer.Exit from a failed training, or anything unexpected
         _stop(supervisor)
         raise
 
