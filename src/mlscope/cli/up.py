@@ -17,7 +17,7 @@ from mlscope.cli.common import console, err_console, settings_of, user_errors
 from mlscope.config import Settings
 from mlscope.errors import BadInput, TrackingUnavailable, one_line
 from mlscope.stack.supervisor import ComponentFailed, Component, Supervisor
-from mlscope.stack.tracking_server import TrackingServer
+from mlscope.stack.tracking_server import TrackingServer, local_url
 
 DIALECTS = ("postgresql", "mysql", "mssql", "sqlite")
 # Variables that would point a child at another store than the server `up` started.
@@ -77,15 +77,15 @@ def check_ports_free(host: str, ports: dict[str, int]) -> None:
     """A one-line BadInput naming the option when two options share a port or one is taken."""
     seen: dict[int, str] = {}
     for option, port in ports.items():
+        field = option.lstrip("-").replace("-", "_")
         if port in seen:
-            raise BadInput(f"{option} and {seen[port]} are both {port}", field=option.lstrip("-").replace("-", "_"))
+            raise BadInput(f"{option} and {seen[port]} are both {port}", field=field)
         seen[port] = option
         with socket.socket() as probe:
             try:
                 probe.bind((host, port))
             except OSError:
-                raise BadInput(f"port {port} ({option}) is already in use on {host}",
-                               field=option.lstrip("-").replace("-", "_")) from None
+                raise BadInput(f"port {port} ({option}) is already in use on {host}", field=field) from None
 
 
 def child_env(tracking_url: str) -> dict[str, str]:
@@ -169,9 +169,9 @@ def up(
     logs = settings.log_dir
     components = [
         Component("dashboard", mlscope_argv("ui", "--host", settings.host, "--port", str(settings.port)),
-                  f"{_local(settings.host, settings.port)}/health", logs / "dashboard.log"),
+                  f"{local_url(settings.host, settings.port)}/health", logs / "dashboard.log"),
         Component("prediction API", mlscope_argv("serve", "--host", settings.host, "--port", str(settings.api_port)),
-                  f"{_local(settings.host, settings.api_port)}/health", logs / "api.log"),
+                  f"{local_url(settings.host, settings.api_port)}/health", logs / "api.log"),
     ]
     console.print(f"Tracking server on {display_uri(backend)} (artifacts in {server.artifacts_destination}); "
                   f"logs in {logs.resolve()}")
@@ -219,10 +219,6 @@ def _run(supervisor: Supervisor, server: TrackingServer, components: list[Compon
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _local(host: str, port: int) -> str:
-    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
 
 def _stop(supervisor: Supervisor) -> None:

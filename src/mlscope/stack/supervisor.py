@@ -11,7 +11,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,10 +43,6 @@ class Component:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
 
 def tail(log: Path, lines: int = 30) -> str:
     """The last `lines` lines of a log file ('' when it does not exist)."""
@@ -73,8 +68,7 @@ class Supervisor:
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.components: list[Component] = []
 
-    def start(self, component: Component, ready_seconds: float,
-              waiting: Callable[[float], None] | None = None) -> float:
+    def start(self, component: Component, ready_seconds: float) -> float:
         """Spawn `component` and return the seconds until its health URL answered 200. Raises
         ComponentFailed when it exits first or `ready_seconds` pass."""
         component.log.parent.mkdir(parents=True, exist_ok=True)
@@ -95,8 +89,6 @@ class Supervisor:
             if time.monotonic() > deadline:
                 raise ComponentFailed(component.name, f"did not answer {component.health_url} within "
                                       f"{ready_seconds:.0f} s", component.log)
-            if waiting is not None:
-                waiting(time.monotonic() - started)
             time.sleep(POLL_SECONDS)
 
     def check(self) -> None:

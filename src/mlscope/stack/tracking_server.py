@@ -15,6 +15,11 @@ from pathlib import Path
 DEFAULT_WORKERS = 1
 
 
+def local_url(host: str, port: int) -> str:
+    """The URL this machine reaches a server at that binds `host` (all interfaces: via 127.0.0.1)."""
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+
 @dataclass(frozen=True)
 class TrackingServer:
     """The options of one `mlflow server` with proxied artifact storage."""
@@ -28,8 +33,7 @@ class TrackingServer:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        return local_url(self.host, self.port)
 
     def command(self) -> list[str]:
         """The argv that starts the server with the interpreter running mlscope."""

@@ -69,13 +69,18 @@ def service_environment(settings: Settings) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def artifact_repository(artifact_uri: str, tracking_uri: str, registry_uri: str) -> ArtifactRepository:
+    """The repository behind an artifact URI, resolved against these stores; NeedsTrackingServer for
+    proxied artifacts (`mlflow-artifacts:/`) without their tracking server."""
+    with proxied_artifacts():
+        return get_artifact_repository(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
 def run_repository(client: MlflowClient, artifact_uri: str) -> ArtifactRepository:
     """The repository of a run's own artifact root (from the run's `artifact_uri`: no extra get_run per
     file). Unlike `client.list_artifacts`, it never mixes in an MLflow 3 logged model's files, which MLflow
     finds through the process-wide tracking URI rather than this client's."""
-    with proxied_artifacts():
-        return get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri,
-                                       registry_uri=client._registry_uri)
+    return artifact_repository(artifact_uri, client.tracking_uri, client._registry_uri)
 
 
 def needs_tracking_server(exc: BaseException) -> NeedsTrackingServer | None:

@@ -16,13 +16,12 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
 from mlscope.config import Settings
 from mlscope.errors import BadInput, NeedsTrackingServer, NotFound
-from mlscope.tracking.client import proxied_artifacts, registry_uri
+from mlscope.tracking.client import artifact_repository, registry_uri
 
 ARTIFACT_LIMIT = 2000
 MODEL_NAME = "model"
@@ -157,9 +156,7 @@ def run_artifacts(settings: Settings, run: Run) -> ArtifactRepository:
     """The repository of the run's own artifact root. Unlike `client.list_artifacts`, it never mixes in an
     MLflow 3 logged model's files (those live elsewhere and are found through the process-wide URI).
     NeedsTrackingServer for proxied artifacts without their tracking server."""
-    with proxied_artifacts():
-        return get_artifact_repository(run.info.artifact_uri, tracking_uri=settings.tracking_uri,
-                                       registry_uri=registry_uri(settings))
+    return artifact_repository(run.info.artifact_uri, settings.tracking_uri, registry_uri(settings))
 
 
 def artifact_tree(repo: ArtifactRepository, limit: int = ARTIFACT_LIMIT) -> ArtifactTree:
@@ -218,9 +215,8 @@ def logged_model(client: MlflowClient, settings: Settings, run: Run,
 
 
 def _read_mlmodel(location: str, settings: Settings) -> Model:
-    with proxied_artifacts(), tempfile.TemporaryDirectory(prefix="mlscope-mlmodel-") as folder:
-        repo = get_artifact_repository(location, tracking_uri=settings.tracking_uri,
-                                       registry_uri=registry_uri(settings))
+    repo = artifact_repository(location, settings.tracking_uri, registry_uri(settings))
+    with tempfile.TemporaryDirectory(prefix="mlscope-mlmodel-") as folder:
         return Model.load(repo.download_artifacts("MLmodel", dst_path=folder))
 
 
