@@ -55,7 +55,6 @@ import math
 import os
 import platform
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -88,6 +87,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.` imports when run as a script
 
+from bench.common import free_port, git  # noqa: E402
 from bench.run_index_speed import EXPERIMENT as BIG_EXPERIMENT  # noqa: E402
 from bench.run_index_speed import RUNS as BIG_RUNS  # noqa: E402
 from bench.run_index_speed import ensure_store  # noqa: E402
@@ -261,12 +261,6 @@ def demo_runs(client: MlflowClient) -> dict[str, str]:
     if missing:
         raise BenchFailure(f"the demo store lacks the run(s) {', '.join(missing)}: use a fresh --store")
     return {name: found[name] for name in DEMO_RUNS}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -733,11 +727,6 @@ def summary_table(results: dict[str, list[Row]]) -> Table:
 
 def source_state() -> dict[str, Any]:
     """Commit and uncommitted files under src/ (other work may be in progress in the checkout)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE.parent, check=False)
-        return done.stdout.strip()
-
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "dirty_src": git("status", "--porcelain", "src").splitlines()}
 

@@ -35,7 +35,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,9 +56,12 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
-from mlscope.data.loader import load_titanic
-from mlscope.training.experiments import load_plan
-from mlscope.training.prepare import Split
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.` imports when run as a script
+
+from bench.common import command_line, free_port, git  # noqa: E402
+from mlscope.data.loader import load_titanic  # noqa: E402
+from mlscope.training.experiments import load_plan  # noqa: E402
+from mlscope.training.prepare import Split  # noqa: E402
 
 MODEL_NAME, ALIAS, RUN_NAME = "titanic-survival", "bench", "rf-baseline"
 FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]
@@ -271,12 +273,6 @@ def reference(uri: str, version: str) -> Reference:
 
 
 # --- servers ----------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def servers(uri: str) -> list[Server]:
     host = ["--host", "127.0.0.1", "--port"]
@@ -536,10 +532,6 @@ def print_summary(numbers: dict[str, Any], check: Equality) -> None:
         console.print(f"  {error}", markup=False, highlight=False)
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], check=False, capture_output=True, text=True, cwd=HERE.parent).stdout.strip()
-
-
 def source_state() -> dict[str, Any]:
     """Commit, uncommitted files under src/, and a hash of the serving code (src/ may change meanwhile)."""
     digest = hashlib.sha256()
@@ -567,11 +559,6 @@ def context(load_start: tuple[float, float, float], source: dict[str, Any]) -> d
 
 
 # --- main -------------------------------------------------------------------------------------------
-
-def command_line() -> str:
-    python = os.path.relpath(sys.executable)
-    return shlex.join([python if not python.startswith("..") else sys.executable, *sys.argv])
-
 
 def bench(store: Path, work: Path, args: argparse.Namespace) -> tuple[dict[str, dict[str, Load]], Equality, str]:
     uri = prepare_store(store)

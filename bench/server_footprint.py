@@ -49,9 +49,7 @@ import math
 import os
 import platform
 import random
-import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -79,6 +77,9 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.` imports when run as a script
+
+from bench.common import command_line, free_port, git  # noqa: E402
 from mlscope.stack.tracking_server import TrackingServer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -241,12 +242,6 @@ def cpu_ticks(leader: int) -> dict[tuple[int, int], int]:
 
 
 # --- server life ------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLSCOPE_"))}
@@ -609,10 +604,6 @@ def load_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> 
     return table
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], check=False, capture_output=True, text=True, cwd=HERE.parent).stdout.strip()
-
-
 def postgres_version(admin: str) -> str:
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         row = conn.execute("SHOW server_version").fetchone()
@@ -627,11 +618,6 @@ def context(args: argparse.Namespace) -> dict[str, Any]:
             "python": platform.python_version(), "mlflow": mlflow.__version__,
             "postgresql": postgres_version(args.pg_admin), "commit": git("rev-parse", "--short", "HEAD"),
             "platform": platform.platform()}
-
-
-def command_line() -> str:
-    python = os.path.relpath(sys.executable)
-    return shlex.join([python if not python.startswith("..") else sys.executable, *sys.argv])
 
 
 def main(argv: list[str] | None = None) -> int:
