@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,29 @@ class Store:
 def invoke(store: Store, *args: str) -> object:
     """Run the real CLI in-process, as a user would from a shell."""
     return CliRunner().invoke(app, list(args), env=store.env, catch_exceptions=False)
+
+
+@contextmanager
+def mlflow_state_kept() -> Iterator[None]:
+    """MLflow's process-wide URIs (module globals, unset = None) and every MLFLOW_* variable as they were:
+    training, the apps and model loading bind them to a test's store; a leftover would send a later
+    test's runs or versions there (Settings reads MLFLOW_REGISTRY_URI)."""
+    import os
+
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    before = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    tracking, registry = tracking_utils._tracking_uri, registry_utils._registry_uri
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(registry)
+        for key in [key for key in os.environ if key.startswith("MLFLOW_")]:
+            del os.environ[key]
+        os.environ.update(before)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -45,3 +46,19 @@ def fresh_database(prefix: str = "mlscope_test") -> Iterator[str]:
     finally:
         with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def plain(uri: str) -> str:
+    """postgresql+psycopg://... as users type it: postgresql://... (what MLflow and mlscope up are given)."""
+    return uri.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@contextmanager
+def database_or_skip(prefix: str = "mlscope_test") -> Iterator[str]:
+    """`fresh_database(prefix)`, or a skip with the reason when PostgreSQL does not answer (a failure
+    under CI=true, see conftest)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with fresh_database(prefix) as uri:
+        yield uri

@@ -324,7 +324,6 @@ def test_no_secret_values_are_committed() -> None:
         match = ENV_LINE.match(line)
         if match and secret_names.search(match.group(2)):
             assert match.group(3) in {"", "change-me"}, f".env.example holds a real value: {line}"
-    compose = COMPOSE_FILE.read_text()
     # The password only ever appears as the mandatory interpolation, never as a value.
     mandatory = f"${{POSTGRES_PASSWORD:?{PASSWORD_MESSAGE}}}"
     uses = [match.group(0) for match in interpolations() if match.group(1) == "POSTGRES_PASSWORD"]

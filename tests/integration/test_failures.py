@@ -39,6 +39,8 @@ from typer.testing import CliRunner
 from mlscope.cli import app as cli_app
 from mlscope.config import Settings
 from tests import own_postgres, postgres
+from tests.conftest import mlflow_state_kept
+from tests.integration.test_serve import THIRD_CLASS_MAN
 from tests.live import free_port, screenshot
 from tests.tracking_server import ServerProcess
 
@@ -51,7 +53,6 @@ REQUIRED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_los
 REQUIRED_ARTIFACTS = ("confusion_matrix.png", "roc_curve.png", "roc_curve.json", "predictions.csv", "cv_folds.json",
                       "classification_report.json", "feature_importance.json")
 OUTAGE_SECONDS = 15  # how long test 2 keeps its database down
-THIRD_CLASS_MAN = {"pclass": 3, "sex": "male", "age": 22.0, "sibsp": 1, "parch": 0, "fare": 7.25}
 
 
 # ---------------------------------------------------------------- helpers
@@ -234,34 +235,17 @@ def check_complete_run(client: MlflowClient, url: str, run: Any, version: Any, t
 
 @pytest.fixture
 def pg_uri() -> Iterator[str]:
-    reason = postgres.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with postgres.fresh_database("mlscope_failures") as uri:
+    with postgres.database_or_skip("mlscope_failures") as uri:
         yield uri
 
 
 @pytest.fixture
 def fluent_uri_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """MLflow's process-wide URIs (module globals and the MLFLOW_*_URI variables they write) as they
-    were before the test: load_registered and an in-process `mlscope train` bind them to a test server,
-    and Settings reads MLFLOW_REGISTRY_URI, so a leftover would send a later test's versions elsewhere."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
+    """MLflow's process-wide state as it was before the test: load_registered and an in-process
+    `mlscope train` bind it to a test server."""
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per downloaded file
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    env = {key: os.environ.get(key) for key in keys}
-    tracking, registry = tracking_utils._tracking_uri, registry_utils._registry_uri  # unset is None
-    yield
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
-    for key, value in env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with mlflow_state_kept():
+        yield
 
 
 # ---------------------------------------------------------------- 1. tracking server killed mid-training

@@ -16,7 +16,6 @@ files on disk. One fresh database per stack (dropped afterwards), trained once p
 from __future__ import annotations
 
 import json
-import os
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import psycopg
@@ -43,6 +41,8 @@ from mlscope.tracking.client import allow_model_loading, bind_fluent_api
 from mlscope.tracking.index import RunIndex
 from mlscope.web.app import create_app
 from tests import postgres
+from tests.conftest import mlflow_state_kept
+from tests.integration.test_serve import THIRD_CLASS_MAN
 from tests.tracking_server import mlflow_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -51,7 +51,6 @@ MODEL = "titanic-survival"
 RUN_NAMES = {"rf-baseline", "rf-tuned", "logistic-regression", "svm"}
 FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]
 TEST_ROWS = 179
-THIRD_CLASS_MAN = {"pclass": 3, "sex": "male", "age": 22.0, "sibsp": 1, "parch": 0, "fare": 7.25}
 API_FIELDS = {"Pclass": "pclass", "Sex": "sex", "Age": "age", "SibSp": "sibsp", "Parch": "parch", "Fare": "fare",
               "Embarked": "embarked"}
 WOMAN_FIRST_CLASS = {"Pclass": 1, "Sex": "female", "Age": 28.0, "SibSp": 0, "Parch": 0, "Fare": 100.0,
@@ -106,11 +105,6 @@ def invoke(env: dict[str, str], *args: str) -> Any:
     return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
 
 
-def _plain(uri: str) -> str:
-    """postgresql+psycopg://... as users type it: postgresql://... (psycopg2 is installed for MLflow)."""
-    return uri.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def _count(database: str, table: str, where: str = "TRUE") -> int:
     with psycopg.connect(database) as conn:
         query = sql.SQL("SELECT count(*) FROM {} WHERE " + where).format(sql.Identifier(table))
@@ -119,27 +113,16 @@ def _count(database: str, table: str, where: str = "TRUE") -> int:
 
 @pytest.fixture(scope="module")
 def _kept_mlflow_state() -> Iterator[None]:
-    """Training, the apps and model loading point MLflow's process-wide URIs and MLFLOW_* variables at these
-    stores; put them back when the module ends so no later test meets a stopped server or a dropped database."""
-    before = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
-    tracking, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry_uri)
-    for key in [key for key in os.environ if key.startswith("MLFLOW_")]:
-        del os.environ[key]
-    os.environ.update(before)
+    """The module's stacks bind MLflow's process-wide state; it is put back when the module ends, so no
+    later test meets a stopped server or a dropped database."""
+    with mlflow_state_kept():
+        yield
 
 
 @contextmanager
 def _database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database (plain postgresql:// URI), dropped afterwards; skipped with the
-    reason when PostgreSQL does not answer (a failure under CI=true, see conftest)."""
-    reason = postgres.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with postgres.fresh_database("mlscope_stack") as uri:
-        yield _plain(uri)
+    with postgres.database_or_skip("mlscope_stack") as uri:
+        yield postgres.plain(uri)
 
 
 def _train(stack: Stack) -> Stack:

@@ -147,10 +147,7 @@ def _open(uri: str, artifacts: Path) -> Iterator[Seeded]:
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    reason = postgres.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with postgres.fresh_database() as uri:
+    with postgres.database_or_skip() as uri:
         yield uri
 
 

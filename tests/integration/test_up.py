@@ -121,11 +121,8 @@ def test_up_reports_a_server_that_is_not_healthy_in_time(tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    reason = postgres.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with postgres.fresh_database("mlscope_up") as uri:
-        yield uri.replace("postgresql+psycopg://", "postgresql://", 1)  # what a user types
+    with postgres.database_or_skip("mlscope_up") as uri:
+        yield postgres.plain(uri)  # what a user types
 
 
 @pytest.fixture(scope="module")
