@@ -83,3 +83,11 @@ class Unauthorized(MlscopeError):
     exit_code = 2
     status = 401
     code = "unauthorized"
+
+
+class Conflict(MlscopeError):
+    """The action does not fit the current state of what it targets (e.g. editing a deleted run)."""
+
+    exit_code = 1
+    status = 409
+    code = "conflict"

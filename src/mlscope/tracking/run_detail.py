@@ -1,4 +1,4 @@
-"""One run in full (info, params, metrics, tags, artifacts, the logged model's signature, registry versions),
+"""One run in full (info, params, metrics, tags and note, artifacts, the logged model's signature, registry versions),
 and reading one of its artifact files safely: only paths the run's own artifact listing names."""
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from pydantic import BaseModel
 
 from mlscope.config import Settings
 from mlscope.errors import BadInput, NeedsTrackingServer, NotFound
+from mlscope.tracking.annotations import NoteView, note_view, read_only_tags
 from mlscope.tracking.client import artifact_repository, registry_uri
+from mlscope.tracking.runs import get_run
 
 ARTIFACT_LIMIT = 2000
 MODEL_NAME = "model"
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
@@ -97,6 +98,8 @@ class RunDetail(BaseModel):
     metrics: dict[str, float | None]
     tags: dict[str, str]
     system_tags: dict[str, str]
+    read_only_tags: list[str]
+    note: NoteView | None
     artifacts: ArtifactTree
     model: LoggedModelView | None
     signature: SignatureView | None
@@ -108,18 +111,6 @@ class RunDetail(BaseModel):
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "message", None) or exc).strip()
     return (text.splitlines() or [type(exc).__name__])[0][:300]
-
-
-def get_run(client: MlflowClient, run_id: str) -> Run:
-    """The run, or NotFound naming `run_id` (also for ids no MLflow store could hold)."""
-    if not _RUN_ID.fullmatch(run_id):
-        raise NotFound(f"run '{run_id[:80]}' not found", field="run_id")
-    try:
-        return client.get_run(run_id)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            raise NotFound(f"run '{run_id}' not found", field="run_id") from None
-        raise
 
 
 def run_detail(client: MlflowClient, settings: Settings, run_id: str) -> RunDetail:
@@ -148,6 +139,7 @@ def run_detail(client: MlflowClient, settings: Settings, run_id: str) -> RunDeta
         metrics={key: value if math.isfinite(value) else None for key, value in sorted(run.data.metrics.items())},
         tags={k: v for k, v in sorted(tags.items()) if not k.startswith("mlflow.")},
         system_tags={k: v for k, v in sorted(tags.items()) if k.startswith("mlflow.")},
+        read_only_tags=read_only_tags(k for k in tags if not k.startswith("mlflow.")), note=note_view(tags),
         artifacts=tree, model=model, signature=signature, registry_versions=versions,
         registry_error=registry_error, mlflow_ui_url=ui_url)
 

@@ -12,7 +12,20 @@ from mlflow.tracking import MlflowClient
 
 from mlscope.errors import BadInput, NotFound
 
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _LOWER_IS_BETTER = re.compile(r"(loss|error|err|mse|mae|rmse|brier|deviance|time|latency|cost)", re.I)
+
+
+def get_run(client: MlflowClient, run_id: str) -> Run:
+    """The run, or NotFound naming `run_id` (also for ids no MLflow store could hold)."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise NotFound(f"run '{run_id[:80]}' not found", field="run_id")
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise NotFound(f"run '{run_id}' not found", field="run_id") from None
+        raise
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-// The run view: info, params, metrics, tags, the model's signature, registry versions, and the artifact
-// tree whose files preview inline (images, pretty JSON, text, small CSVs as tables). Every value from
-// the run goes through textContent (el); artifact URLs are built from encoded path segments.
+// The run view: info, params, metrics, the note and tags (run_annotations.js), the model's signature,
+// registry versions, and the artifact tree whose files preview inline (images, pretty JSON, text, small CSVs
+// as tables). Every value from the run goes through textContent (el); artifact URLs are built from encoded
+// path segments.
 import {ApiError, api, el, fmt, formatDuration, formatTime, guarded, path} from "./common.js";
+import {annotations} from "./run_annotations.js";
 
 const PREVIEW_BYTES = 200 * 1024;
 const CSV_TABLE_ROWS = 300;
@@ -12,6 +14,7 @@ const TEXT_NAMES = new Set(["MLmodel", "requirements", "requirements.txt"]);
 const root = document.querySelector("[data-run-view]");
 const runId = root.dataset.runId;
 const $ = (selector) => root.querySelector(selector);
+const notes = annotations(root, runId);
 
 function artifactUrl(artifactPath, download = false) {
   return `/api/runs/${path(runId)}/artifacts/${path(...artifactPath.split("/"))}${download ? "?download=1" : ""}`;
@@ -82,10 +85,7 @@ function renderValues(data) {
     return row;
   });
   fillTable($("[data-metrics]"), metrics, $("[data-metrics-empty]"));
-  fillTable($("[data-tags]"), kvRows(Object.entries(data.tags)), $("[data-tags-empty]"));
-  const system = Object.entries(data.system_tags);
-  $("[data-system-count]").textContent = String(system.length);
-  fillTable($("[data-system-tags]"), kvRows(system));
+  notes.render(data, data.info.lifecycle_stage !== "deleted");
 }
 
 function renderModel(data) {
