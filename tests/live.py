@@ -8,7 +8,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,36 @@ def console_errors(page: Any) -> list[str]:
     page.on("console", lambda message: found.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: found.append(str(error)))
     return found
+
+
+def offsite_requests(context: Any) -> list[str]:
+    """Refuses, and collects from now on, every request of the browser context that would leave
+    127.0.0.1 (assert it stays empty); data: and blob: URLs are the page's own."""
+    from urllib.parse import urlsplit
+
+    found: list[str] = []
+
+    def check(route: Any) -> None:
+        url = route.request.url
+        parts = urlsplit(url.removeprefix("blob:"))
+        if parts.scheme == "data" or (parts.scheme in ("http", "https", "ws", "wss")
+                                      and parts.hostname == "127.0.0.1"):
+            route.continue_()
+        else:
+            found.append(url)
+            route.abort()
+
+    context.route("**/*", check)
+    return found
+
+
+def csp_violations(page: Any) -> Callable[[], list[str]]:
+    """Records every Content-Security-Policy violation of the page's documents from now on (the browser
+    also reports them as console errors); call the result to read them."""
+    page.add_init_script("""window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (event) => window.__cspViolations.push(
+    event.effectiveDirective + ' refused ' + (event.blockedURI || 'inline')));""")
+    return lambda: page.evaluate("() => window.__cspViolations || []")
 
 
 def free_port() -> int:

@@ -26,6 +26,7 @@ from mlscope.serving.contract import Contract, plain_passenger_columns
 from mlscope.serving.loading import LoadedModel
 from mlscope.serving.metrics import ApiMetrics, MetricsMiddleware
 from mlscope.serving.watcher import ModelWatcher
+from mlscope.web.api_docs import install_api_docs
 from mlscope.web.errors import error_body, install_error_handlers
 
 MAX_BYTES_PER_ROW = 2048  # a passenger is ~100 bytes of JSON; the byte limit only stops absurd bodies
@@ -108,8 +109,10 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract) ->
 
     app = FastAPI(title="mlscope prediction API", version=mlscope.__version__, lifespan=lifespan,
                   description=f"Predictions from the registered model `{watcher.target.name}` "
-                              f"@{watcher.target.alias}, hot-swapped when the alias moves.")
+                              f"@{watcher.target.alias}, hot-swapped when the alias moves.",
+                  docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    install_api_docs(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics, paths=lambda: {r.path for r in app.routes})
     Request, Answer = contract.request_model, contract.answer_model
     batch_adapter = TypeAdapter(list[Request])  # type: ignore[valid-type]

@@ -14,6 +14,7 @@ from mlscope.tracking.client import make_client
 from mlscope.tracking.index import open_run_index
 from mlscope.web import pages
 from mlscope.web.api import annotations, compare, explain, registry, run, runs, significance
+from mlscope.web.api_docs import install_api_docs
 from mlscope.web.context import WebContext
 from mlscope.web.errors import install_error_handlers
 from mlscope.web.security import install_security
@@ -27,9 +28,10 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the app around one settings object (no globals)."""
     app = FastAPI(title="mlscope dashboard", version=mlscope.__version__,
                   description="Compare MLflow runs, pick the best, explain models, promote them. Every view's "
-                              "data comes from this API.")
+                              "data comes from this API.", docs_url=None, redoc_url=None)
     install_error_handlers(app)
     install_security(app, settings)
+    install_api_docs(app)
     package = resources.files("mlscope.web")
     app.state.web = WebContext(settings=settings, client=make_client(settings), index=open_run_index(settings),
                                templates=Jinja2Templates(directory=str(package.joinpath("templates"))))
