@@ -37,7 +37,6 @@ MAX_CLAUSES = 1000
 MAX_DEPTH = 64
 _KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "BETWEEN", "IS", "NULL", "LIKE", "ILIKE"})
 _COMPARATORS = frozenset({"=", "!=", "<", "<=", ">", ">="})
-_NUMERIC_TYPES = {SearchUtils._METRIC_IDENTIFIER}
 # The lexical classes of sqlparse, which MLflow's parser uses: quotes double themselves or take a backslash.
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -343,9 +342,10 @@ class _Parser:
             raise _bad(f"BETWEEN at position {keyword.position} needs AND between its bounds, "
                        "e.g. metrics.f1 BETWEEN 0.5 AND 0.9")
         high = self._value(self.tokens[self.at - 1])
-        kind = _key_type(operand)
-        if kind not in _NUMERIC_TYPES and not (
-                kind == SearchUtils._ATTRIBUTE_IDENTIFIER and _key(operand) in SearchUtils.NUMERIC_ATTRIBUTES):
+        identifier = _identifier(operand)
+        numeric_attribute = (identifier["type"] == SearchUtils._ATTRIBUTE_IDENTIFIER
+                             and SearchUtils.translate_key_alias(identifier["key"]) in SearchUtils.NUMERIC_ATTRIBUTES)
+        if identifier["type"] != SearchUtils._METRIC_IDENTIFIER and not numeric_attribute:
             raise _bad(f"BETWEEN at position {keyword.position} compares numbers: use it on metrics or "
                        f"attributes.start_time/end_time, not {operand.text!r}")
         if negated:
@@ -439,14 +439,6 @@ def _identifier(operand: _Token) -> dict[str, str]:
         return SearchUtils._get_identifier(operand.text, SearchUtils.VALID_SEARCH_ATTRIBUTE_KEYS)
     except MlflowException as exc:
         raise _bad(f"{one_line(exc)} (at position {operand.position})") from None
-
-
-def _key_type(operand: _Token) -> str:
-    return _identifier(operand)["type"]
-
-
-def _key(operand: _Token) -> str:
-    return SearchUtils.translate_key_alias(_identifier(operand)["key"])
 
 
 # --- evaluation over id sets (the API path) ---------------------------------------------------------

@@ -114,7 +114,7 @@ def filter_conditions(parsed: Filter, dialect: str) -> list[ColumnElement[bool]]
 
 def _definite(clause: Clause, dialect: str) -> ColumnElement[bool]:
     """The clause's condition, false instead of NULL where it compares a nullable runs column (end_time of
-    a running run, ...), so that NOT of it holds: SQL's NOT NULL is NULL."""
+    a running run, ...), so that NOT of it is the complement (in SQL, NOT NULL is NULL: no match)."""
     condition = _condition(clause, dialect)
     key = SearchUtils.translate_key_alias(clause["key"])
     if clause["type"] == SearchUtils._ATTRIBUTE_IDENTIFIER and key != "run_name":
