@@ -1,13 +1,14 @@
 """The run index (mlscope.tracking.index) against MLflow's search_runs on 10,000 runs, SQLite and PostgreSQL.
 
     .venv/bin/python bench/run_index_speed.py [--repeats 5] [--store DIR] [--no-postgres] [--rebuild]
-                                              [--pg-admin CONNINFO] [--json PATH]
+                                              [--pg-admin CONNINFO] [--json PATH] [--runs 10000]
 
 (from the repository root, after `make install`). Steps:
 
 1. One experiment of 10,000 runs (8 params, 6 metrics, 3 tags + mlflow.runName each; 90% FINISHED) is
    created once per store and reused: a SQLite file in --store (default bench/out/run_index_store) and
-   the PostgreSQL database `mlscope_bench_run_index` on --pg-admin's server. MLflow creates each store's
+   the PostgreSQL database `mlscope_bench_run_index` on --pg-admin's server (with another --runs: the folder
+   run_index_store_<runs> and the database mlscope_bench_run_index_<runs>, for a quick check). MLflow creates each store's
    tables and the experiment; the runs' rows are then bulk-inserted with SQLAlchemy into the bench's OWN
    store (runs, tags, params, metrics, latest_metrics), as MLflow's log_batch would write them, and a
    sample is read back through MlflowClient.search_runs and checked; PostgreSQL then gets the ANALYZE
@@ -20,7 +21,10 @@
    - deep page: no filter, order_by params.lr ASC, runs 5,000-5,099; MLflow: the same offset's page token;
    - best run by accuracy; MLflow: search_runs(order_by=["metrics.accuracy DESC"], max_results=1);
    - matrix: 6 metrics + 8 params of all 10,000 runs; MLflow: mlflow.search_runs(max_results=10000)
-     (the DataFrame).
+     (the DataFrame);
+   - OR page: filter OR_FILTER (two AND-ed branches joined by OR, which MLflow's syntax lacks), order_by
+     metrics.accuracy DESC, 100 runs + the total; MLflow: the stock way, search_runs for each OR branch
+     (all its runs, in that order), the union by run id, sorted as MLflow sorts, the first 100.
    Every mlscope answer is compared with MLflow's (same run ids in the same order, same values), or the
    script exits 1.
 
@@ -74,6 +78,8 @@ PARAMS = [*PARAM_CHOICES, "seed"]
 TAG_CHOICES = {"team": ["vision", "nlp", "tabular"], "stage": ["dev", "staging", "prod"],
                "dataset_version": ["v1", "v2", "v3"]}
 PAGE_FILTER = "metrics.accuracy > 0.8 and params.model_type = 'svm'"
+OR_BRANCHES = ["metrics.accuracy > 0.9 AND params.model_type = 'svm'", "params.model_type = 'rf' AND tags.stage = 'prod'"]
+OR_FILTER = " OR ".join(f"({branch})" for branch in OR_BRANCHES)
 TARGET_MS = {"page": 50.0, "deep page": 50.0, "best": 50.0, "matrix": 500.0}
 TARGET_RATIO = {"matrix": 20.0, ("best", "sqlite"): 20.0}
 console = Console(width=150)
@@ -99,12 +105,12 @@ class Stats:
 # --- building the stores ----------------------------------------------------------------------------
 
 
-def run_rows(experiment_id: int, artifact_location: str) -> dict[str, list[dict[str, Any]]]:
+def run_rows(experiment_id: int, artifact_location: str, runs: int = RUNS) -> dict[str, list[dict[str, Any]]]:
     """The rows MLflow would hold after create_run + log_batch + set_terminated for every run."""
     rng = random.Random(20261123)
     rows: dict[str, list[dict[str, Any]]] = {"runs": [], "tags": [], "params": [], "metrics": [], "latest": []}
     base = 1_790_000_000_000
-    for number in range(RUNS):
+    for number in range(runs):
         run_id = f"{rng.getrandbits(128):032x}"
         start = base + number * 1000 + rng.randrange(1000)
         status = rng.choices(["FINISHED", "FAILED", "RUNNING"], weights=[90, 5, 5])[0]
@@ -129,13 +135,13 @@ def run_rows(experiment_id: int, artifact_location: str) -> dict[str, list[dict[
     return rows
 
 
-def bulk_insert(uri: str, experiment_id: str, artifact_location: str) -> None:
+def bulk_insert(uri: str, experiment_id: str, artifact_location: str, runs: int = RUNS) -> None:
     tables = {"runs": SqlRun.__table__, "tags": SqlTag.__table__, "params": SqlParam.__table__,
               "metrics": SqlMetric.__table__, "latest": SqlLatestMetric.__table__}
     engine = sa.create_engine(uri)
     try:
         with engine.begin() as conn:
-            for name, rows in run_rows(int(experiment_id), artifact_location).items():
+            for name, rows in run_rows(int(experiment_id), artifact_location, runs).items():
                 conn.execute(sa.insert(tables[name]), rows)
         if engine.dialect.name == "postgresql":
             with engine.begin() as conn:  # what autovacuum does soon after a bulk load; plans need the stats
@@ -144,33 +150,34 @@ def bulk_insert(uri: str, experiment_id: str, artifact_location: str) -> None:
         engine.dispose()
 
 
-def ensure_postgres_database(admin: str, rebuild: bool) -> str:
+def ensure_postgres_database(admin: str, rebuild: bool, runs: int = RUNS) -> str:
+    database = PG_DATABASE if runs == RUNS else f"{PG_DATABASE}_{runs}"
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if exists and rebuild:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(PG_DATABASE)))
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
         if not exists or rebuild:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PG_DATABASE)))
-    url = make_url(admin).set(drivername="postgresql+psycopg", database=PG_DATABASE)
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    url = make_url(admin).set(drivername="postgresql+psycopg", database=database)
     return url.render_as_string(hide_password=False)
 
 
-def ensure_store(uri: str, artifacts: Path) -> str:
+def ensure_store(uri: str, artifacts: Path, runs: int = RUNS) -> str:
     """The bench experiment's id, after creating and filling it when the store does not hold it yet."""
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is not None:
         with RunIndex(uri) as index:
             count = index.page(experiment.experiment_id, limit=1).total
-        if count != RUNS:
-            raise BenchFailure(f"{uri} holds {count} bench runs, not {RUNS}: rerun with --rebuild")
-        console.print(f"Reusing {RUNS:,} runs in {uri}")
+        if count != runs:
+            raise BenchFailure(f"{uri} holds {count} bench runs, not {runs}: rerun with --rebuild")
+        console.print(f"Reusing {runs:,} runs in {uri}")
         return experiment.experiment_id
     started = time.perf_counter()
     experiment_id = client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
-    bulk_insert(uri, experiment_id, artifacts.as_uri())
+    bulk_insert(uri, experiment_id, artifacts.as_uri(), runs)
     check_sample(client, experiment_id)
-    console.print(f"Created {RUNS:,} runs in {uri} in {time.perf_counter() - started:.1f}s")
+    console.print(f"Created {runs:,} runs in {uri} in {time.perf_counter() - started:.1f}s")
     return experiment_id
 
 
@@ -202,10 +209,24 @@ def offset_token(offset: int) -> str:
 Query = Callable[[], Any]
 
 
-def queries(uri: str, index: RunIndex, client: MlflowClient, experiment_id: str) -> dict[str, tuple[Query, Query]]:
+def or_page_the_stock_way(client: MlflowClient, experiment_id: str) -> tuple[list[str], int]:
+    """MLflow has no OR: every run of each branch, the union by run id in MLflow's order (accuracy DESC,
+    then start_time DESC, then run id; every bench run has accuracy), the first 100 and the total."""
+    union: dict[str, Any] = {}
+    for branch in OR_BRANCHES:
+        for run in client.search_runs([experiment_id], branch, order_by=["metrics.accuracy DESC"],
+                                      max_results=50_000):
+            union[run.info.run_id] = run
+    ordered = sorted(union.values(), key=lambda run: (-run.data.metrics["accuracy"], -run.info.start_time,
+                                                      run.info.run_id))
+    return [run.info.run_id for run in ordered[:100]], len(ordered)
+
+
+def queries(uri: str, index: RunIndex, client: MlflowClient, experiment_id: str,
+            runs: int = RUNS) -> dict[str, tuple[Query, Query]]:
     def mlflow_frame() -> Any:
         mlflow.set_tracking_uri(uri)
-        return mlflow.search_runs(experiment_ids=[experiment_id], max_results=RUNS)
+        return mlflow.search_runs(experiment_ids=[experiment_id], max_results=runs)
 
     return {
         "page": (lambda: index.page(experiment_id, filter_string=PAGE_FILTER, order_by=["metrics.accuracy DESC"]),
@@ -217,6 +238,8 @@ def queries(uri: str, index: RunIndex, client: MlflowClient, experiment_id: str)
         "best": (lambda: index.best(experiment_id, "accuracy", "max"),
                  lambda: client.search_runs([experiment_id], "", order_by=["metrics.accuracy DESC"], max_results=1)),
         "matrix": (lambda: index.matrix(experiment_id, METRICS, PARAMS), mlflow_frame),
+        "OR page": (lambda: index.page(experiment_id, filter_string=OR_FILTER, order_by=["metrics.accuracy DESC"]),
+                    lambda: or_page_the_stock_way(client, experiment_id)),
     }
 
 
@@ -224,6 +247,8 @@ def check_same(name: str, ours: Any, theirs: Any, frame: Any) -> None:
     """mlscope's answer against MLflow's for the same question; raises BenchFailure on any difference."""
     if name in ("page", "deep page"):
         same = [run.run_id for run in ours.runs] == [run.info.run_id for run in theirs]
+    elif name == "OR page":
+        same = ([run.run_id for run in ours.runs], ours.total) == theirs
     elif name == "best":
         same = ours.value == theirs[0].data.metrics["accuracy"] and ours.run.run_id == documented_best(frame)
     else:
@@ -247,7 +272,7 @@ def _equal(left: list[float], right: list[float | None]) -> bool:
     return all((a == b) or (math.isnan(a) and (b is None or math.isnan(b))) for a, b in zip(left, right, strict=True))
 
 
-def bench_store(store: str, uri: str, experiment_id: str, repeats: int) -> dict[str, dict[str, Any]]:
+def bench_store(store: str, uri: str, experiment_id: str, repeats: int, runs: int = RUNS) -> dict[str, dict[str, Any]]:
     client = MlflowClient(tracking_uri=uri)
     client.search_runs([experiment_id], max_results=1)  # MLflow's store and engine exist before timing
     results: dict[str, dict[str, Any]] = {}
@@ -255,7 +280,7 @@ def bench_store(store: str, uri: str, experiment_id: str, repeats: int) -> dict[
     with RunIndex(uri) as index:
         if index.backend != "sql":
             raise BenchFailure(f"{store}: the index fell back to the API ({index.fallback_reason})")
-        for name, (ours, theirs) in queries(uri, index, client, experiment_id).items():
+        for name, (ours, theirs) in queries(uri, index, client, experiment_id, runs).items():
             our_stats, our_answer = timed(ours, repeats)
             their_stats, their_answer = timed(theirs, repeats)
             answers[name] = (our_answer, their_answer)
@@ -314,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-postgres", action="store_true", help="bench SQLite only")
     parser.add_argument("--rebuild", action="store_true", help="recreate the bench's stores")
     parser.add_argument("--json", type=Path, default=HERE / "out" / "run_index_speed.json")
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"runs in the experiment (default {RUNS:,})")
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be at least 5")
@@ -323,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print("Machine: " + ", ".join(f"{k}={v}" for k, v in context.items()), highlight=False)
     try:
         stores = prepare_stores(args)
-        results = {store: bench_store(store, uri, experiment_id, args.repeats)
+        results = {store: bench_store(store, uri, experiment_id, args.repeats, args.runs)
                    for store, (uri, experiment_id) in stores.items()}
     except (BenchFailure, psycopg.Error) as exc:
         console.print(f"[bold red]FAILED:[/] {exc}", highlight=False)
@@ -331,8 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     load_end = round(os.getloadavg()[0], 2)
     console.print(results_table(results))
     console.print(f"Load average (1 min) at start {context['loadavg_1m_at_start']}, at end {load_end}")
-    payload = {"command": command, "machine": {**context, "loadavg_1m_at_end": load_end}, "runs": RUNS,
-               "repeats": args.repeats, "page_filter": PAGE_FILTER, "targets_ms": TARGET_MS,
+    payload = {"command": command, "machine": {**context, "loadavg_1m_at_end": load_end}, "runs": args.runs,
+               "repeats": args.repeats, "page_filter": PAGE_FILTER, "or_filter": OR_FILTER, "targets_ms": TARGET_MS,
                "results": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -342,14 +368,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def prepare_stores(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
     store_dir: Path = args.store.resolve()
+    if args.runs != RUNS:
+        store_dir = store_dir.with_name(f"{store_dir.name}_{args.runs}")
     if args.rebuild:
         (store_dir / "mlflow.db").unlink(missing_ok=True)
     store_dir.mkdir(parents=True, exist_ok=True)
     sqlite_uri = f"sqlite:///{store_dir / 'mlflow.db'}"
-    stores = {"sqlite": (sqlite_uri, ensure_store(sqlite_uri, store_dir / "artifacts"))}
+    stores = {"sqlite": (sqlite_uri, ensure_store(sqlite_uri, store_dir / "artifacts", args.runs))}
     if not args.no_postgres:
-        pg_uri = ensure_postgres_database(args.pg_admin, args.rebuild)
-        stores["postgresql"] = (pg_uri, ensure_store(pg_uri, store_dir / "artifacts-pg"))
+        pg_uri = ensure_postgres_database(args.pg_admin, args.rebuild, args.runs)
+        stores["postgresql"] = (pg_uri, ensure_store(pg_uri, store_dir / "artifacts-pg", args.runs))
     return stores
 
 

@@ -97,6 +97,17 @@ def test_runs_lists_every_run_with_the_best_marked(trained) -> None:
     assert "lower is better" in by_loss.output
 
 
+def test_runs_filter_takes_or_and_in(trained) -> None:
+    store, _ = trained
+    either = invoke(store, "runs", "--filter", "params.model_type = 'svm' or params.model_type = 'logistic_regression'")
+    assert either.exit_code == 0, either.output
+    assert "2 run(s) of experiment 'titanic'" in either.output
+    assert "svm" in either.output and "logistic-regression" in either.output and "rf-" not in either.output
+    forests = invoke(store, "runs", "--filter", "params.model_type IN ('random_forest') AND NOT params.max_depth = 'None'")
+    assert forests.exit_code == 0, forests.output
+    assert "1 run(s)" in forests.output and "rf-tuned" in forests.output
+
+
 def test_promote_and_history(store: Store) -> None:
     trained = invoke(store, "train", "--only", "logistic-regression", "--only", "svm", "--promote")
     assert trained.exit_code == 0, trained.output
@@ -128,6 +139,9 @@ def test_promote_and_history(store: Store) -> None:
         (["promote", "titanic-survival", "1", "--alias", "latest"], 2, "cannot set alias 'latest'"),
         (["runs", "--experiment", "nope"], 1, "experiment 'nope' not found"),
         (["runs", "--filter", "metrics.accuracy >>> 1"], 2, "bad filter"),
+        (["runs", "--filter", "metrics.accuracy > 0.5 OR (metrics.f1 > 0.5"], 2,
+         "unbalanced parenthesis: '(' at position 27 is never closed"),
+        (["runs", "--filter", "params.model_type IN ()"], 2, "empty IN list at position 22"),
         (["runs", "--direction", "sideways"], 2, "--direction must be"),
         (["history", "no-such-model"], 1, "registered model 'no-such-model' not found"),
     ],

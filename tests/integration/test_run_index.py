@@ -429,13 +429,10 @@ BAD_FILTERS = [
     "metrics.accuracy = 'high'",
     "params.lr > '1'",
     "params.lr = 0.1",
-    "attributes.status IN ('FINISHED')",
-    "metrics.accuracy > 0.5 or metrics.f1 > 0.5",
     "attributes.start_time LIKE '1%'",
     "metrics.accuracy IS NULL",
     "attributes.nonsense = 'x'",
     "tags.team > 'a'",
-    "params.lr = 'a' and (metrics.f1 > 1)",
 ]
 
 

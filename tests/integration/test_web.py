@@ -88,6 +88,9 @@ def test_page_api_sorts_filters_and_pages(http: TestClient) -> None:
     assert roc == sorted(roc, reverse=True)
     svm = http.get("/api/runs/page", params={"filter": "params.model_type = 'svm'"}).json()
     assert svm["total"] == 1 and svm["runs"][0]["name"] == "svm"
+    either = http.get("/api/runs/page", params={"filter": "params.model_type = 'svm' OR params.n_estimators = '200'",
+                                                 "order_by": "attributes.run_name"}).json()
+    assert either["total"] == 2 and [r["name"] for r in either["runs"]] == ["rf-tuned", "svm"]
     bad = http.get("/api/runs/page", params={"order_by": "metrics.roc_auc SIDEWAYS"})
     assert bad.status_code == 422 and bad.json()["error"]["message"]
 
@@ -103,6 +106,23 @@ def test_json_twin(http: TestClient) -> None:
     assert by_loss["direction"] == "min"
     filtered = http.get("/api/runs", params={"filter": "params.model_type = 'svm'"}).json()
     assert [r["name"] for r in filtered["runs"]] == ["svm"]
+    ranged = http.get("/api/runs", params={"filter": "params.model_type IN ('svm', 'random_forest') "
+                                                     "AND metrics.roc_auc BETWEEN 0 AND 1"}).json()
+    assert sorted(r["name"] for r in ranged["runs"]) == ["rf-baseline", "rf-tuned", "svm"]
+
+
+@pytest.mark.parametrize(("route", "bad", "needle"), [
+    ("/api/runs/page", "metrics.accuracy > 0.5 OR (metrics.f1 > 0.5", "'(' at position 27 is never closed"),
+    ("/api/runs/page", "metrics.f1 BETWEEN 0.5 OR metrics.f1 < 0.1", "BETWEEN at position 12 needs AND"),
+    ("/api/runs/page", "params.model_type IN ()", "empty IN list at position 22"),
+    ("/api/runs/page", "metrics.f1 >>> 0.5 OR metrics.f1 < 0.1", "unknown operator '>>>' at position 12"),
+    ("/api/runs", "metrics.f1 > 0.5 OR", "expected a clause after 'OR' at position 18"),
+])
+def test_bad_boolean_filters_are_422_naming_the_problem(http: TestClient, route: str, bad: str, needle: str) -> None:
+    response = http.get(route, params={"filter": bad})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "filter" and error["message"].startswith("bad filter") and needle in error["message"]
 
 
 @pytest.mark.parametrize(

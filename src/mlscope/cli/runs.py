@@ -18,20 +18,23 @@ def runs(
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
     metric: Annotated[str, typer.Option(help="Metric that decides the best run.")] = "roc_auc",
     direction: Annotated[str | None, typer.Option(help="'max' or 'min'; inferred from the name.")] = None,
-    filter_string: Annotated[str, typer.Option("--filter", help="MLflow search filter.")] = "",
+    filter_string: Annotated[str, typer.Option(
+        "--filter", help="MLflow search filter; also OR, NOT, parentheses, BETWEEN and IN "
+                         "(e.g. \"params.model_type IN ('svm', 'rf') OR metrics.f1 BETWEEN 0.7 AND 0.9\").")] = "",
     model_name: Annotated[str | None, typer.Option(help="Registered model for version badges.")] = None,
 ) -> None:
     """List an experiment's runs, best run marked."""
     from mlscope.tracking.client import make_client
+    from mlscope.tracking.index import open_run_index
     from mlscope.tracking.overview import format_time, run_list
 
     settings = settings_of(ctx)
-    with user_errors():
+    with user_errors(), open_run_index(settings) as index:
         if direction not in (None, "max", "min"):
             raise BadInput("--direction must be 'max' or 'min'", field="direction")
         name = experiment or settings.experiment_name
         overview = run_list(make_client(settings), name, model_name or settings.model_name, metric, direction,
-                            filter_string)
+                            filter_string, index)
         columns = list(COLUMNS) if metric in COLUMNS else [*COLUMNS, metric]
         table = Table(title=f"{len(overview.runs)} run(s) of experiment '{name}'", title_justify="left",
                       header_style="bold")

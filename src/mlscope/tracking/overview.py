@@ -44,8 +44,9 @@ def format_time(ms: int | None) -> str:
 
 
 def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str,
-             direction: str | None, filter_string: str = "") -> RunList:
-    rows = list_runs(client, experiment, filter_string)
+             direction: str | None, filter_string: str = "", index: RunIndex | None = None) -> RunList:
+    """Every active run, newest first, best run flagged; `index` answers filters MLflow cannot (OR, ...)."""
+    rows = list_runs(client, experiment, filter_string, index)
     direction = direction or infer_direction(metric)
     best = best_run(rows, metric, direction)
     labels = registry.version_labels(client, model_name)

@@ -1,6 +1,10 @@
 """The fallback: the same answers through MLflow's public API (`MlflowClient.search_runs`), for
 tracking servers, file stores, unverified schema revisions and filters the SQL path does not translate.
-Whole result lists are cached for a few seconds, so paging through them does not search again."""
+Whole result lists are cached for a few seconds, so paging through them does not search again.
+
+MLflow's API has no OR: a boolean filter (boolean_filter.py) costs one search with its top-level
+AND-ed clauses, which gives the runs and their order, plus one search per group of AND-ed clauses
+under an OR or NOT, narrowed by the top-level clauses; their run ids are combined in Python."""
 
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ from mlflow.tracking import MlflowClient
 
 from mlscope.errors import BadInput, TrackingUnavailable
 from mlscope.tracking.client import tracking_failure
+from mlscope.tracking.index.boolean_filter import Expression, Leaf, matching_ids, split_conjunction
 from mlscope.tracking.index.models import Direction, IndexedRun, RunMatrix, RunPage
 from mlscope.tracking.index.translate import one_line
 
 T = TypeVar("T")
+Search = str | Expression  # an MLflow filter, or a boolean expression answered with several searches
 _PAGE = 10_000
 _CACHE_ENTRIES = 32
 _VIEWS = {("active",): ViewType.ACTIVE_ONLY, ("deleted",): ViewType.DELETED_ONLY,
@@ -69,18 +75,18 @@ class ApiBackend:
         experiment = _call(lambda: self.client.get_experiment_by_name(name))
         return [] if experiment is None else [(experiment.experiment_id, None)]
 
-    def page(self, experiment_id: str, filter_string: str, order_by: Sequence[str], stages: list[str],
+    def page(self, experiment_id: str, search: Search, order_by: Sequence[str], stages: list[str],
              offset: int, limit: int) -> RunPage:
-        found = self.all_runs(experiment_id, filter_string, order_by, stages)
+        found = self.matching(experiment_id, search, order_by, stages)
         return RunPage(runs=found[offset:offset + limit], total=len(found), offset=offset, limit=limit, backend="api")
 
-    def best(self, experiment_id: str, filter_string: str, stages: list[str], metric: str,
+    def best(self, experiment_id: str, search: Search, stages: list[str], metric: str,
              direction: Direction) -> tuple[IndexedRun, float] | None:
-        return best_of(self.all_runs(experiment_id, filter_string, (), stages), metric, direction)
+        return best_of(self.matching(experiment_id, search, (), stages), metric, direction)
 
-    def matrix(self, experiment_id: str, filter_string: str, order_by: Sequence[str], stages: list[str],
+    def matrix(self, experiment_id: str, search: Search, order_by: Sequence[str], stages: list[str],
                metric_keys: Sequence[str], param_keys: Sequence[str]) -> RunMatrix:
-        found = self.all_runs(experiment_id, filter_string, order_by, stages)
+        found = self.matching(experiment_id, search, order_by, stages)
         return RunMatrix(
             run_ids=[run.run_id for run in found], run_names=[run.run_name for run in found],
             statuses=[run.status for run in found], start_times=[run.start_time for run in found],
@@ -97,6 +103,24 @@ class ApiBackend:
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise TrackingUnavailable(tracking_failure(exc) or f"MLflow: {one_line(exc)}") from None
         return found
+
+    def matching(self, experiment_id: str, search: Search, order_by: Sequence[str],
+                 stages: list[str]) -> list[IndexedRun]:
+        """The runs matching an MLflow filter or a boolean expression, in `order_by` order."""
+        if isinstance(search, str):
+            return self.all_runs(experiment_id, search, order_by, stages)
+        direct, rest = split_conjunction(search.root)
+        base = [leaf.text for leaf in direct]
+        found = self.all_runs(experiment_id, _all_of(base), order_by, stages)
+        if rest is None:
+            return found
+
+        def ids(leaves: Sequence[Leaf]) -> set[str]:
+            narrowed = _all_of([*base, *(leaf.text for leaf in leaves)])
+            return {run.run_id for run in self.all_runs(experiment_id, narrowed, (), stages)}
+
+        chosen = matching_ids(rest, {run.run_id for run in found}, ids)
+        return [run for run in found if run.run_id in chosen]
 
     def all_runs(self, experiment_id: str, filter_string: str, order_by: Sequence[str],
                  stages: list[str]) -> list[IndexedRun]:
@@ -124,6 +148,10 @@ class ApiBackend:
             token = page.token
             if not token:
                 return found
+
+
+def _all_of(clauses: list[str]) -> str:
+    return " AND ".join(clauses)
 
 
 def _call(action: Callable[[], T]) -> T:

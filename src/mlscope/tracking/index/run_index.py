@@ -2,7 +2,9 @@
 
 SQLite and PostgreSQL stores whose schema revision is in VERIFIED_REVISIONS are read with SQL, read-only;
 anything else (http(s) tracking servers, file stores, other revisions, dataset filters) goes through
-MLflow's public API. Both give the answers of `MlflowClient.search_runs` for the same filter and order."""
+MLflow's public API. Both give the answers of `MlflowClient.search_runs` for the same filter and order;
+a filter with OR, NOT, parentheses, BETWEEN or IN on any key (boolean_filter.py) gets the answers of
+its clauses' searches combined by its boolean structure."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mlscope.config import Settings
 from mlscope.errors import BadInput, NotFound, TrackingUnavailable
-from mlscope.tracking.index import schema, translate
-from mlscope.tracking.index.api import ApiBackend
+from mlscope.tracking.index import boolean_filter, schema, translate
+from mlscope.tracking.index.api import ApiBackend, Search
 from mlscope.tracking.index.models import Backend, BestRun, Direction, RunComparison, RunMatrix, RunPage
 from mlscope.tracking.index.sql import SqlBackend
 
@@ -62,13 +64,14 @@ class RunIndex:
 
     def page(self, experiment_id: str, *, filter_string: str = "", order_by: Sequence[str] = (), offset: int = 0,
              limit: int = 100, view: int = ViewType.ACTIVE_ONLY) -> RunPage:
-        """Runs `offset`..`offset+limit` of those matching `filter_string` (MLflow search syntax) in the
-        order of `order_by` (MLflow syntax, e.g. ["metrics.accuracy DESC", "params.lr"]), and their total."""
+        """Runs `offset`..`offset+limit` of those matching `filter_string` (MLflow search syntax, or a
+        boolean expression of it: see boolean_filter.py) in the order of `order_by` (MLflow syntax, e.g.
+        ["metrics.accuracy DESC", "params.lr"]), and their total."""
         _check_window(offset, limit)
         parsed, stages = self._prepare(filter_string, order_by, view)
         sql = self._sql_for(parsed)
         if sql is None:
-            return self._api.page(experiment_id, filter_string, order_by, stages, offset, limit)
+            return self._api.page(experiment_id, _search(filter_string, parsed), order_by, stages, offset, limit)
         return _sql_call(lambda: sql.page(experiment_id, parsed, order_by, stages, offset, limit))
 
     def best(self, experiment_id: str, metric: str, direction: Direction = "max", *, filter_string: str = "",
@@ -81,7 +84,7 @@ class RunIndex:
         parsed, stages = self._prepare(filter_string, (), view)
         sql = self._sql_for(parsed)
         if sql is None:
-            found = self._api.best(experiment_id, filter_string, stages, metric, direction)
+            found = self._api.best(experiment_id, _search(filter_string, parsed), stages, metric, direction)
         else:
             found = _sql_call(lambda: sql.best(experiment_id, parsed, stages, metric, direction))
         return None if found is None else BestRun(run=found[0], metric=metric, direction=direction, value=found[1])
@@ -93,7 +96,8 @@ class RunIndex:
         parsed, stages = self._prepare(filter_string, order_by, view)
         sql = self._sql_for(parsed)
         if sql is None:
-            return self._api.matrix(experiment_id, filter_string, order_by, stages, metrics, params)
+            return self._api.matrix(experiment_id, _search(filter_string, parsed), order_by, stages, metrics,
+                                    params)
         return _sql_call(lambda: sql.matrix(experiment_id, parsed, order_by, stages, metrics, params))
 
     def keys(self, experiment_id: str, *, view: int = ViewType.ACTIVE_ONLY) -> tuple[list[str], list[str]]:
@@ -134,16 +138,17 @@ class RunIndex:
         self.close()
 
     def _prepare(self, filter_string: str, order_by: Sequence[str],
-                 view: int) -> tuple[list[translate.Clause], list[str]]:
+                 view: int) -> tuple[translate.Filter, list[str]]:
         if isinstance(order_by, str):
             raise BadInput("order_by must be a list of clauses", field="order_by")
-        parsed = translate.parse_filter(filter_string or "")
+        expression = boolean_filter.parse(filter_string or "")
+        parsed = translate.parse_filter(filter_string or "") if expression is None else expression
         translate.parse_order_by(order_by)
         if view not in (ViewType.ACTIVE_ONLY, ViewType.DELETED_ONLY, ViewType.ALL):
             raise BadInput(f"unknown view type {view!r}", field="view")
         return parsed, sorted(LifecycleStage.view_type_to_stages(view))
 
-    def _sql_for(self, parsed: list[translate.Clause]) -> SqlBackend | None:
+    def _sql_for(self, parsed: translate.Filter) -> SqlBackend | None:
         return None if translate.has_dataset_clause(parsed) else self._sql_backend()
 
     def _sql_backend(self) -> SqlBackend | None:
@@ -183,6 +188,11 @@ class RunIndex:
 def open_run_index(settings: Settings, *, cache_seconds: float = 5.0) -> RunIndex:
     """The run index of the settings' tracking store."""
     return RunIndex(settings.tracking_uri, cache_seconds=cache_seconds)
+
+
+def _search(filter_string: str, parsed: translate.Filter) -> Search:
+    """What the API backend is asked: MLflow's filter text as given, or the boolean expression."""
+    return filter_string if isinstance(parsed, list) else parsed
 
 
 def _check_window(offset: int, limit: int) -> None:

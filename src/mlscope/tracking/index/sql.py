@@ -40,7 +40,7 @@ class SqlBackend:
         with self.engine.connect() as conn:
             return [(str(row[0]), row[1]) for row in conn.execute(stmt)]
 
-    def page(self, experiment_id: str, parsed: list[translate.Clause], order_by: Sequence[str], stages: list[str],
+    def page(self, experiment_id: str, parsed: translate.Filter, order_by: Sequence[str], stages: list[str],
              offset: int, limit: int) -> RunPage:
         where = self._where(experiment_id, parsed, stages)
         order = translate.ordering(order_by)
@@ -52,7 +52,7 @@ class SqlBackend:
             found = self._load(conn, rows)
         return RunPage(runs=found, total=total, offset=offset, limit=limit, backend="sql")
 
-    def best(self, experiment_id: str, parsed: list[translate.Clause], stages: list[str], metric: str,
+    def best(self, experiment_id: str, parsed: translate.Filter, stages: list[str], metric: str,
              direction: Direction) -> tuple[IndexedRun, float] | None:
         metric_row = latest_metrics.alias("best")
         joined = runs.join(metric_row, sa.and_(metric_row.c.run_uuid == runs.c.run_uuid, metric_row.c.key == metric,
@@ -69,7 +69,7 @@ class SqlBackend:
                 return None
             return self._load(conn, [row])[0], float(row.best_value)
 
-    def matrix(self, experiment_id: str, parsed: list[translate.Clause], order_by: Sequence[str],
+    def matrix(self, experiment_id: str, parsed: translate.Filter, order_by: Sequence[str],
                stages: list[str], metric_keys: Sequence[str], param_keys: Sequence[str]) -> RunMatrix:
         where = self._where(experiment_id, parsed, stages)
         order = translate.ordering(order_by)
@@ -114,7 +114,7 @@ class SqlBackend:
                     for row in conn.execute(sa.select(*_INFO).where(runs.c.run_uuid.in_(chunk)))]
             return {run.run_id: run for run in self._load(conn, rows)}
 
-    def _where(self, experiment_id: str, parsed: list[translate.Clause],
+    def _where(self, experiment_id: str, parsed: translate.Filter,
                stages: list[str]) -> list[ColumnElement[bool]]:
         return [runs.c.experiment_id == _experiment_number(experiment_id), runs.c.lifecycle_stage.in_(stages),
                 *translate.filter_conditions(parsed, self.dialect)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
@@ -22,7 +22,11 @@ from sqlalchemy.sql.selectable import FromClause
 from mlscope.errors import BadInput
 from mlscope.tracking.index.schema import ATTRIBUTE_COLUMNS, latest_metrics, params, runs, tags
 
+if TYPE_CHECKING:
+    from mlscope.tracking.index.boolean_filter import Expression
+
 Clause = dict[str, Any]
+Filter: TypeAlias = "list[Clause] | Expression"  # MLflow's AND-ed clauses, or a boolean expression (boolean_filter.py)
 
 
 class NeedsApi(Exception):
@@ -95,13 +99,27 @@ def parse_order_by(order_by: Sequence[str]) -> list[tuple[str, str, bool]]:
     return parsed
 
 
-def has_dataset_clause(parsed: list[Clause]) -> bool:
-    return any(clause["type"] == SearchUtils._DATASET_IDENTIFIER for clause in parsed)
+def has_dataset_clause(parsed: Filter) -> bool:
+    clauses = parsed if isinstance(parsed, list) else parsed.clauses()
+    return any(clause["type"] == SearchUtils._DATASET_IDENTIFIER for clause in clauses)
 
 
-def filter_conditions(parsed: list[Clause], dialect: str) -> list[ColumnElement[bool]]:
-    """One SQL condition on `runs` per parsed clause."""
-    return [_condition(clause, dialect) for clause in parsed]
+def filter_conditions(parsed: Filter, dialect: str) -> list[ColumnElement[bool]]:
+    """One SQL condition on `runs` per parsed clause; one for a boolean expression."""
+    if isinstance(parsed, list):
+        return [_condition(clause, dialect) for clause in parsed]
+    return [parsed.fold(lambda leaf: _definite(leaf.clause, dialect), lambda items: sa.and_(*items),
+                        lambda items: sa.or_(*items), sa.not_)]
+
+
+def _definite(clause: Clause, dialect: str) -> ColumnElement[bool]:
+    """The clause's condition, false instead of NULL where it compares a nullable runs column (end_time of
+    a running run, ...), so that NOT of it is the complement (in SQL, NOT NULL is NULL: no match)."""
+    condition = _condition(clause, dialect)
+    key = SearchUtils.translate_key_alias(clause["key"])
+    if clause["type"] == SearchUtils._ATTRIBUTE_IDENTIFIER and key != "run_name":
+        return sa.and_(runs.c[ATTRIBUTE_COLUMNS.get(key, key)].is_not(None), condition)
+    return condition
 
 
 def _condition(clause: Clause, dialect: str) -> ColumnElement[bool]:

@@ -10,6 +10,8 @@ from mlscope.tracking.overview import (ExperimentColumns, ExperimentList, RunLis
 from mlscope.web.context import Web
 
 router = APIRouter(prefix="/api", tags=["runs"])
+FILTER_HELP = ("MLflow search filter; also OR, NOT, parentheses, BETWEEN and IN, e.g. "
+               "`metrics.f1 BETWEEN 0.7 AND 0.9 AND (params.model_type IN ('svm', 'rf') OR tags.stage = 'prod')`.")
 Direction = Annotated[str | None, Query(pattern="^(max|min)$", description="Inferred from the metric when omitted.")]
 
 
@@ -31,12 +33,12 @@ def runs(
     experiment: Annotated[str | None, Query(description="MLflow experiment name.")] = None,
     metric: Annotated[str | None, Query(description="Metric that decides the best run.")] = None,
     direction: Direction = None,
-    filter: Annotated[str, Query(description="MLflow search filter.")] = "",  # noqa: A002
+    filter: Annotated[str, Query(description=FILTER_HELP)] = "",  # noqa: A002
 ) -> RunList:
     """Every run of an experiment with its metrics; the best run is flagged."""
     settings = web.settings
     return run_list(web.client, experiment or settings.experiment_name, settings.model_name,
-                    metric or settings.headline_metric, direction, filter)
+                    metric or settings.headline_metric, direction, filter, web.index)
 
 
 @router.get("/runs/page", response_model=RunPageView)
@@ -44,7 +46,7 @@ def runs_page(
     web: Web,
     experiment: Annotated[str | None, Query(description="MLflow experiment name.")] = None,
     order_by: Annotated[str, Query(description="MLflow order clause, e.g. `metrics.roc_auc DESC`.")] = "",
-    filter: Annotated[str, Query(description="MLflow search filter.")] = "",  # noqa: A002
+    filter: Annotated[str, Query(description=FILTER_HELP)] = "",  # noqa: A002
     offset: Annotated[int, Query(ge=0, description="Index of the first run.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Runs per page.")] = 100,
     metric: Annotated[str | None, Query(description="Metric that decides the best run.")] = None,
