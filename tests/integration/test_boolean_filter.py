@@ -208,7 +208,9 @@ def check_case(index: RunIndex, seeded: Seeded, number: int) -> None:
 # --- tests -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("number", range(CASES))
+# Every third generated case per store (the generator guard below checks all 80 for coverage): the oracle
+# makes many MLflow searches per case, and the whole file must stay a small part of the suite.
+@pytest.mark.parametrize("number", range(0, CASES, 3))
 def test_random_expressions_match_their_clauses_combined(seeded: Seeded, number: int) -> None:
     assert seeded.index.backend == "sql"
     check_case(seeded.index, seeded, number)
@@ -221,12 +223,12 @@ def api_index(sqlite_seeded: Seeded) -> Iterator[RunIndex]:
         yield index
 
 
-@pytest.mark.parametrize("number", range(0, CASES, 2))
+@pytest.mark.parametrize("number", range(0, CASES, 8))
 def test_the_api_path_gives_the_same_answers(api_index: RunIndex, sqlite_seeded: Seeded, number: int) -> None:
     check_case(api_index, sqlite_seeded, number)
 
 
-@pytest.mark.parametrize("number", range(1, CASES, 16))
+@pytest.mark.parametrize("number", range(1, CASES, 40))
 def test_a_remote_tracking_server_gives_the_same_answers(http_seeded: Seeded, number: int) -> None:
     assert http_seeded.index.backend == "api"
     check_case(http_seeded.index, http_seeded, number)
