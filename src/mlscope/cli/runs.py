@@ -19,7 +19,8 @@ def runs(
     metric: Annotated[str, typer.Option(help="Metric that decides the best run.")] = "roc_auc",
     direction: Annotated[str | None, typer.Option(help="'max' or 'min'; inferred from the name.")] = None,
     filter_string: Annotated[str, typer.Option("--filter", help="MLflow search filter.")] = "",
-    model_name: Annotated[str | None, typer.Option(help="Registered model for version badges.")] = None,
+    model_name: Annotated[str | None, typer.Option(
+        help="Registered model whose badges need no model name (every model's versions are shown).")] = None,
 ) -> None:
     """List an experiment's runs, best run marked."""
     from mlscope.tracking.client import make_client
