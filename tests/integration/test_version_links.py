@@ -200,6 +200,17 @@ def test_version_explain_link_follows_the_link_or_says_there_is_no_run(linked: L
     _check_explain_links(linked, http)
 
 
+def test_links_survive_one_item_per_registry_page(linked: Linked, http: TestClient,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlscope.tracking import version_links  # imported here so this file also runs against older code
+
+    monkeypatch.setattr(version_links, "VERSIONS_PAGE", 2)
+    monkeypatch.setattr(version_links, "MODELS_PAGE", 1)
+    monkeypatch.setattr(version_links, "MODEL_IDS_PER_QUERY", 1)
+    _check_runs_view(linked, http, EXPECTED_BADGES)
+    _check_run_pages(linked, http)
+
+
 def _cli_rows(env: dict[str, str]) -> dict[str, str]:
     result = CliRunner().invoke(cli, ["runs", "--experiment", EXPERIMENT], env={**env, "COLUMNS": "250"},
                                 catch_exceptions=False)
