@@ -77,7 +77,7 @@ def test_model_detail_equals_mlflow(trained: tuple[Store, object], shared: TestC
         run = client.get_run(version.run_id)
         assert view["status"] == version.status and view["created"] == version.creation_timestamp
         assert view["run"] == {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": "FINISHED",
-                               "link": f"/runs/{run.info.run_id}", "state": "active"}
+                               "link": f"/runs/{run.info.run_id}", "state": "active", "linked_by": "run_id"}
         assert view["model_type"] == run.data.params["model_type"] == version.tags["model_type"]
         assert view["metrics_from"] == "tags"
         for key in ("roc_auc", "accuracy", "f1", "log_loss"):

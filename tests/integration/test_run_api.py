@@ -160,7 +160,7 @@ def test_registry_versions_carry_their_aliases(site: Site, http: TestClient) -> 
     body = http.get(f"/api/runs/{site.promoted}").json()
     assert body["registry_versions"] == [{
         "name": "titanic-survival", "version": str(production.version), "aliases": ["production", "staging"],
-        "status": "READY", "creation_timestamp": production.creation_timestamp}]
+        "status": "READY", "creation_timestamp": production.creation_timestamp, "linked_by": "run_id"}]
     seen = {}
     for run in titanic_runs(site):
         versions = http.get(f"/api/runs/{run.info.run_id}").json()["registry_versions"]

@@ -21,7 +21,8 @@ def runs(
     filter_string: Annotated[str, typer.Option(
         "--filter", help="MLflow search filter; also OR, NOT, parentheses, BETWEEN and IN "
                          "(e.g. \"params.model_type IN ('svm', 'rf') OR metrics.f1 BETWEEN 0.7 AND 0.9\").")] = "",
-    model_name: Annotated[str | None, typer.Option(help="Registered model for version badges.")] = None,
+    model_name: Annotated[str | None, typer.Option(
+        help="Registered model whose badges need no model name (every model's versions are shown).")] = None,
 ) -> None:
     """List an experiment's runs, best run marked."""
     from mlscope.tracking.client import make_client

@@ -22,6 +22,7 @@ from mlscope.serving.contract import Contract, contract_for
 from mlscope.serving.predictor import Predictor, compile_predictor
 from mlscope.tracking.client import allow_model_loading, bind_fluent_api
 from mlscope.tracking.registry import HEADLINE_METRICS, first_line
+from mlscope.tracking.version_links import linked_run_id
 
 
 @dataclass
@@ -153,9 +154,10 @@ def load_version(settings: Settings, client: MlflowClient, name: str, alias: str
     except ValueError as exc:
         raise BadInput(str(exc), field="model") from None
     predictor = compile_predictor(model, contract.features, list(contract.numeric))
-    explainer, unavailable = _explainer(client, model, model_version.run_id, contract.features)
+    run_id = linked_run_id(client, model_version)
+    explainer, unavailable = _explainer(client, model, run_id, contract.features)
     return LoadedModel(
-        name=name, version=str(version), alias=alias, run_id=model_version.run_id,
-        metrics=_metrics(client, model_version.run_id), contract=contract, predictor=predictor, model=model,
+        name=name, version=str(version), alias=alias, run_id=run_id,
+        metrics=_metrics(client, run_id), contract=contract, predictor=predictor, model=model,
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds"), load_seconds=time.perf_counter() - started,
         explainer=explainer, explain_unavailable=unavailable)

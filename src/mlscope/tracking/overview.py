@@ -10,10 +10,10 @@ from mlflow.entities import Experiment, ViewType
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
-from mlscope.tracking import registry
 from mlscope.tracking.index import RunIndex
 from mlscope.tracking.index.models import BestRun
 from mlscope.tracking.runs import best_run, infer_direction, list_runs
+from mlscope.tracking.version_links import version_labels
 
 
 class RunSummary(BaseModel):
@@ -49,7 +49,7 @@ def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str
     rows = list_runs(client, experiment, filter_string, index)
     direction = direction or infer_direction(metric)
     best = best_run(rows, metric, direction)
-    labels = registry.version_labels(client, model_name)
+    labels = version_labels(client, model_name)
     runs = [
         RunSummary(
             run_id=r.run_id, name=r.name, status=r.status, model_type=r.params.get("model_type"),
@@ -108,7 +108,7 @@ def run_page(index: RunIndex, client: MlflowClient, experiment: str, model_name:
                       offset=offset, limit=limit)
     best = index.best(experiment_id, metric, direction)  # type: ignore[arg-type]
     best_id = best.run.run_id if best else None
-    labels = registry.version_labels(client, model_name)
+    labels = version_labels(client, model_name)
     runs = [
         RunSummary(run_id=r.run_id, name=r.run_name or r.run_id[:8], status=r.status,
                    model_type=r.params.get("model_type"), start_time=r.start_time, end_time=r.end_time,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import urllib.parse
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from mlscope.errors import BadInput, NotFound
 from mlscope.tracking.client import needs_tracking_server, tracking_failure
+from mlscope.tracking.version_links import linked_run_id, logged_model_id
 from mlscope.training.experiments import SelectionRule
 
 AUDIT_PREFIX = "mlscope.audit."
@@ -73,17 +73,6 @@ def register_version(client: MlflowClient, name: str, model_uri: str, run_id: st
     return version
 
 
-def logged_model_id(model_uri: str) -> str | None:
-    """The id in a `models:/<model_id>` URI (MLflow's own reading: one path segment, no `@alias`),
-    else None (`models:/name/3`, `models:/name@alias`, `runs:/...`)."""
-    parsed = urllib.parse.urlparse(model_uri, allow_fragments=False)
-    segments = parsed.path.lstrip("/").split("/")
-    if parsed.scheme != "models" or parsed.netloc or len(segments) != 1 or not segments[0].strip() \
-            or "@" in segments[0]:
-        return None
-    return segments[0]
-
-
 HEADLINE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "cv_roc_auc_mean")
 
 
@@ -132,9 +121,12 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
 
 def _metric(client: MlflowClient, version: ModelVersion, key: str) -> float | None:
     raw = (version.tags or {}).get(f"{METRIC_TAG}{key}")
-    if raw is None and version.run_id:
+    if raw is None:
         try:
-            value = client.get_run(version.run_id).data.metrics.get(key)
+            run_id = linked_run_id(client, version)
+            if run_id is None:
+                return None
+            value = client.get_run(run_id).data.metrics.get(key)
         except MlflowException:
             return None
         return None if value is None or math.isnan(value) else float(value)
@@ -212,22 +204,3 @@ def alias_history(client: MlflowClient, name: str) -> list[AuditEvent]:
             except (TypeError, ValueError):
                 continue
     return sorted(events, key=lambda e: e.at)
-
-
-def version_labels(client: MlflowClient, name: str) -> dict[str, str]:
-    """run id -> badge text like 'v3 @production @staging' for runs registered as versions of `name`;
-    empty when the model does not exist or the registry cannot be read."""
-    try:
-        versions = list_versions(client, name)
-        current = aliases(client, name)
-    except (NotFound, MlflowException):
-        return {}
-    by_version: dict[str, list[str]] = {}
-    for alias, version in current.items():
-        by_version.setdefault(version, []).append(alias)
-    labels: dict[str, str] = {}
-    for version in versions:
-        badges = " ".join(f"@{a}" for a in sorted(by_version.get(str(version.version), [])))
-        label = f"v{version.version} {badges}".strip()
-        labels[version.run_id] = f"{labels[version.run_id]}, {label}" if version.run_id in labels else label
-    return labels

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Literal
 from urllib.parse import quote
 
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
-from mlflow.store.entities.paged_list import PagedList
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
@@ -20,11 +19,9 @@ from mlscope.tracking import registry
 from mlscope.tracking.index import RunIndex
 from mlscope.tracking.index.api import from_mlflow
 from mlscope.tracking.index.models import IndexedRun
+from mlscope.tracking.paging import all_pages
+from mlscope.tracking.version_links import MODELS_PAGE, VERSIONS_PAGE, LinkedBy, RegistryLinks, VersionLink
 
-T = TypeVar("T")
-
-MODELS_PAGE = 1000  # the SQL store's largest page of registered models
-VERSIONS_PAGE = 10_000
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 RESERVED_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
 # The audit tag key is `mlscope.audit.<alias>.<timestamp>` and MLflow caps tag keys at 250 characters.
@@ -52,14 +49,16 @@ RunState = Literal["active", "deleted", "missing", "none"]
 
 
 class SourceRun(BaseModel):
-    """The run a version came from. `state` is "missing" when the run no longer exists (or lives in
-    another tracking store) and "none" when the version names no run."""
+    """The run a version came from (found by the rules of `version_links`, named in `linked_by`). `state` is
+    "missing" when the run no longer exists (or lives in another tracking store) and "none" when nothing
+    links the version to a run."""
 
     run_id: str | None
     run_name: str | None
     link: str | None
     status: str | None
     state: RunState
+    linked_by: LinkedBy | None = None
 
 
 class VersionView(BaseModel):
@@ -103,18 +102,6 @@ class AliasChange(BaseModel):
 class AliasHistory(BaseModel):
     model: str
     events: list[AliasChange]
-
-
-def all_pages(fetch: Callable[[str | None], PagedList[T]]) -> list[T]:
-    """Every item of a paged MLflow search, page after page."""
-    found: list[T] = []
-    token: str | None = None
-    while True:
-        page = fetch(token)
-        found.extend(page)
-        token = page.token
-        if not token:
-            return found
 
 
 def require_model(client: MlflowClient, name: str) -> RegisteredModel:
@@ -170,12 +157,9 @@ def model_detail(client: MlflowClient, index: RunIndex, name: str) -> ModelDetai
     model = require_model(client, name)
     versions = model_versions(client, name)
     current = _aliases(model)
-    held: dict[str, list[str]] = {}
-    for alias, version in current.items():
-        held.setdefault(version, []).append(alias)
-    runs = source_runs(client, index, [v.run_id for v in versions if v.run_id])
-    views = [_version_view(name, version, runs.get(version.run_id or ""), held.get(str(version.version), []))
-             for version in versions]
+    links = RegistryLinks.of(client, versions, {model.name: current}).links
+    runs = source_runs(client, index, [link.run_id for link in links if link.run_id])
+    views = [_version_view(name, link, runs.get(link.run_id or "")) for link in links]
     return ModelDetail(name=model.name, description=model.description or None, created=model.creation_timestamp,
                        last_updated=_last_updated(model, versions), aliases=current,
                        table_metrics=list(TABLE_METRICS), versions=views)
@@ -201,7 +185,8 @@ def source_runs(client: MlflowClient, index: RunIndex, run_ids: Sequence[str]) -
     return found
 
 
-def _version_view(name: str, version: ModelVersion, run: IndexedRun | None, aliases: list[str]) -> VersionView:
+def _version_view(name: str, link: VersionLink, run: IndexedRun | None) -> VersionView:
+    version = link.version
     tags = version.tags or {}
     metrics = tag_metrics(tags)
     metrics_from: Literal["tags", "run", "none"] = "tags" if metrics else "none"
@@ -214,8 +199,8 @@ def _version_view(name: str, version: ModelVersion, run: IndexedRun | None, alia
     return VersionView(
         version=number, status=str(version.status), created=version.creation_timestamp,
         last_updated=version.last_updated_timestamp, source=version.source,
-        run=_source_run(version, run), model_type=model_type, metrics=metrics, metrics_from=metrics_from,
-        aliases=sorted(aliases), explain=f"/models/{quote(name, safe='')}/versions/{number}/explain",
+        run=_source_run(link, run), model_type=model_type, metrics=metrics, metrics_from=metrics_from,
+        aliases=list(link.aliases), explain=f"/models/{quote(name, safe='')}/versions/{number}/explain",
     )
 
 
@@ -234,16 +219,17 @@ def tag_metrics(tags: dict[str, str]) -> dict[str, float]:
     return metrics
 
 
-def _source_run(version: ModelVersion, run: IndexedRun | None) -> SourceRun:
-    run_id = version.run_id or None
-    tagged_name = (version.tags or {}).get("run_name")
+def _source_run(link: VersionLink, run: IndexedRun | None) -> SourceRun:
+    run_id = link.run_id
+    tagged_name = (link.version.tags or {}).get("run_name")
     if run_id is None:
         return SourceRun(run_id=None, run_name=tagged_name, link=None, status=None, state="none")
     if run is None:
-        return SourceRun(run_id=run_id, run_name=tagged_name, link=None, status=None, state="missing")
+        return SourceRun(run_id=run_id, run_name=tagged_name, link=None, status=None, state="missing",
+                         linked_by=link.linked_by)
     state: RunState = "deleted" if run.lifecycle_stage == "deleted" else "active"
     return SourceRun(run_id=run_id, run_name=run.run_name or tagged_name, link=f"/runs/{quote(run_id, safe='')}",
-                     status=run.status, state=state)
+                     status=run.status, state=state, linked_by=link.linked_by)
 
 
 def alias_history(client: MlflowClient, name: str) -> AliasHistory:

@@ -24,6 +24,7 @@ from mlscope.errors import BadInput, NeedsTrackingServer, NotFound
 from mlscope.tracking.annotations import NoteView, note_view, read_only_tags
 from mlscope.tracking.client import artifact_repository, registry_uri
 from mlscope.tracking.runs import get_run
+from mlscope.tracking.version_links import LinkedBy, RegistryLinks
 
 ARTIFACT_LIMIT = 2000
 MODEL_NAME = "model"
@@ -90,6 +91,7 @@ class RegistryVersion(BaseModel):
     aliases: list[str]
     status: str | None
     creation_timestamp: int | None
+    linked_by: LinkedBy | None = None
 
 
 class RunDetail(BaseModel):
@@ -228,21 +230,15 @@ def _columns(schema: Any) -> list[SchemaColumn]:
 
 
 def registry_versions(client: MlflowClient, run_id: str) -> tuple[list[RegistryVersion], str | None]:
-    """Registry versions (of any registered model) made from this run, with their aliases."""
+    """Registry versions (of any registered model) made from this run, linked as everywhere else
+    (`version_links`), with their aliases."""
     try:
-        versions = client.search_model_versions(f"run_id = '{run_id}'")
-        aliases: dict[str, dict[str, list[str]]] = {}
-        for name in {v.name for v in versions}:
-            holders: dict[str, list[str]] = {}
-            for alias, version in (client.get_registered_model(name).aliases or {}).items():
-                holders.setdefault(str(version), []).append(alias)
-            aliases[name] = holders
+        links = RegistryLinks.read(client).of_run(run_id)
     except MlflowException as exc:
         return [], f"cannot read the model registry: {_first_line(exc)}"
-    found = [RegistryVersion(name=v.name, version=str(v.version),
-                             aliases=sorted(aliases[v.name].get(str(v.version), [])),
-                             status=v.status, creation_timestamp=v.creation_timestamp) for v in versions]
-    return sorted(found, key=lambda v: (v.name, int(v.version) if v.version.isdigit() else 0)), None
+    return [RegistryVersion(name=link.name, version=str(link.number), aliases=list(link.aliases),
+                            status=link.version.status, creation_timestamp=link.version.creation_timestamp,
+                            linked_by=link.linked_by) for link in links], None
 
 
 # ---- artifact files ----

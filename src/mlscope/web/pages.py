@@ -62,11 +62,16 @@ def explain_view(web: Web, request: Request, run_id: str,
 
 @router.get("/models/{name}/versions/{version}/explain")
 def explain_version(web: Web, name: str, version: str) -> RedirectResponse:
-    """A model version's explanation is its source run's."""
+    """A model version's explanation is its source run's (linked as everywhere: `version_links`)."""
+    from mlscope.errors import NotFound
     from mlscope.tracking.registry import get_version
+    from mlscope.tracking.version_links import linked_run_id
 
-    found = get_version(web.client, name, version)
-    return RedirectResponse(f"/runs/{quote(found.run_id, safe='')}/explain?model={quote(name, safe='')}"
+    run_id = linked_run_id(web.client, get_version(web.client, name, version))
+    if run_id is None:
+        raise NotFound(f"version {version} of '{name}' comes from no run (its model was logged outside one): "
+                       "there is no run explanation to show", field="version")
+    return RedirectResponse(f"/runs/{quote(run_id, safe='')}/explain?model={quote(name, safe='')}"
                             f"&version={quote(str(version), safe='')}")
 
 
