@@ -264,15 +264,14 @@ def test_a_worker_that_cannot_start_stops_all_with_one_line(tmp_path: Path) -> N
 
 
 def test_bad_worker_counts_and_a_taken_port_are_one_line(own_store: Store) -> None:
-    for args, env in ((["--workers", "0"], {}), (["--workers", "65"], {}), ([], {"MLSCOPE_API_WORKERS": "0"})):
-        result = CliRunner().invoke(app, ["serve", *args], env={**own_store.env, **env})
-        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert result.output.strip() == "error: MLSCOPE_API_WORKERS='0': Input should be greater than or equal to 1"
-
-    with socket.socket() as taken:
+    with socket.socket() as taken:  # every case names this port: a server that started anyway would fail at once
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        result = invoke(own_store, "serve", "--workers", "2", "--port", str(port))
+        port = str(taken.getsockname()[1])
+        for args, env in ((["--workers", "0"], {}), (["--workers", "65"], {}), ([], {"MLSCOPE_API_WORKERS": "0"})):
+            result = CliRunner().invoke(app, ["serve", "--port", port, *args], env={**own_store.env, **env})
+            assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.output.strip() == "error: MLSCOPE_API_WORKERS='0': Input should be greater than or equal to 1"
+        result = invoke(own_store, "serve", "--workers", "2", "--port", port)
     assert result.exit_code == 2
     assert result.output.strip() == f"error: cannot listen on 127.0.0.1:{port}: the port is already in use"
