@@ -87,7 +87,8 @@ class Served:
 
 @contextmanager
 def serving(store: Store, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """`mlscope serve --port P ARGS` in a subprocess with its own TMPDIR; killed if the test leaves it running."""
+    """`mlscope serve --port P ARGS` in a subprocess (its own process group, as a terminal would start it)
+    with its own TMPDIR; killed if the test leaves it running."""
     port = free_port()
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
@@ -95,7 +96,7 @@ def serving(store: Store, tmp_path: Path, *args: str, env: dict[str, str] | None
     full_env = {**os.environ, **store.env, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmpdir), **(env or {})}
     with log_path.open("w") as log:
         process = subprocess.Popen([sys.executable, "-m", "mlscope", "serve", "--port", str(port), *args],
-                                   env=full_env, stdout=log, stderr=subprocess.STDOUT)
+                                   env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     served = Served(process, f"http://127.0.0.1:{port}", log_path, tmpdir)
     try:
         assert wait_for_ok(f"{served.url}/ready", 120), served.log()
@@ -249,6 +250,28 @@ def test_sigterm_drains_every_worker_and_leaves_nothing_behind(own_store: Store,
     assert int(reply.headers[WORKER_HEADER]) in workers
     assert not any(alive(pid) for pid in workers)
     assert list(served.tmpdir.iterdir()) == []
+    assert "Traceback" not in served.log()
+
+
+def test_ctrl_c_in_a_terminal_stops_every_worker(own_store: Store, tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: the parent and each worker get SIGINT at once."""
+    with serving(own_store, tmp_path, "--workers", "2") as served:
+        workers = set(served.wait_loaded(2))
+        os.killpg(served.process.pid, signal.SIGINT)
+        assert served.process.wait(timeout=60) == 0, served.log()
+    assert not any(alive(pid) for pid in workers)
+    assert list(served.tmpdir.iterdir()) == [] and "Traceback" not in served.log()
+
+
+def test_a_killed_parent_takes_its_workers_along(own_store: Store, tmp_path: Path) -> None:
+    with serving(own_store, tmp_path, "--workers", "2") as served:
+        workers = set(served.wait_loaded(2))
+        served.process.kill()
+        served.process.wait()
+        deadline = time.monotonic() + 60
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in workers), served.log()  # SIGTERM from the kernel, then drained
     assert "Traceback" not in served.log()
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 from mlscope.cli.servers import GRACEFUL_SHUTDOWN_SECONDS
@@ -97,10 +98,6 @@ class WorkerPool:
         self._kill_at = 0.0
         self._parent = os.getpid()
 
-    @property
-    def pids(self) -> list[int]:
-        return [child.pid for child in self.children]
-
     def run(self) -> None:
         """Start the workers and keep them running until the parent is asked to stop."""
         self._parent = os.getpid()
@@ -152,7 +149,8 @@ class WorkerPool:
     def _signalled(self, signum: int, _frame: object) -> None:
         if os.getpid() != self._parent:  # a worker between fork and its own handlers: not ours to act on
             return
-        self.stop(signal.SIGTERM if not self.stopping or signum != signal.SIGINT else signal.SIGINT)
+        again = self.stopping and signum == signal.SIGINT  # a second Ctrl-C: stop without draining
+        self.stop(signal.SIGINT if again else signal.SIGTERM)
 
     def _signal_all(self, sig: int) -> None:
         for child in self.children:
@@ -194,7 +192,8 @@ class WorkerPool:
             _die_with(self._parent)
 
             def started() -> None:
-                os.write(ready_fd, b"1")
+                with suppress(BrokenPipeError):  # the parent is gone: the parent-death signal follows
+                    os.write(ready_fd, b"1")
                 os.close(ready_fd)
 
             self.work(index, self.sock, started)
