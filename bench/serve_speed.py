@@ -1,26 +1,30 @@
 """Throughput and latency of `mlscope serve` against `mlflow models serve`, side by side in one run.
 
-    .venv/bin/python bench/serve_speed.py [--duration 10] [--warmup 2] [--threads 1] [--store DIR] [--json PATH]
+    .venv/bin/python bench/serve_speed.py [--duration 10] [--warmup 2] [--threads 1] [--workers 1 [2 ...]]
+                                          [--store DIR] [--json PATH]
 
 (from the repository root, after `make install`; needs wrk: `apt-get install wrk`). Steps:
 
 1. A fresh temporary MLflow store (sqlite + artifact folder) is filled by the real CLI,
    `mlscope --tracking-uri URI train --no-explain` (`--store DIR` keeps it in DIR and reuses it on the
    next run). The alias `@bench` is set on the version made by the run `rf-baseline`.
-2. Three servers run one after the other as subprocesses on free ports, each loaded by wrk and stopped:
+2. The servers run one after the other as subprocesses on free ports, each loaded by wrk and stopped:
    `mlflow models serve -m models:/titanic-survival@bench --env-manager local` (stock, uvicorn), a
-   no-op FastAPI app under mlscope's uvicorn settings (bench/serve_noop_app.py: the ceiling), and
-   `mlscope serve --model-name titanic-survival --alias bench`. Server logs go to bench/out/serve-*.log.
+   no-op FastAPI app under mlscope's uvicorn settings (bench/serve_noop_app.py: the ceiling, one
+   process), and `mlscope serve --model-name titanic-survival --alias bench --workers N` once per N
+   given with --workers (default 1; "mlscope xN" in the tables for N > 1, measured once all N workers
+   have loaded the model). Server logs go to bench/out/serve-*.log.
 3. Scenarios per server: single-passenger requests from 1, 8 and 32 connections, and batches of 1,000
    passengers from 2 connections; each after a warm-up of --warmup seconds, for --duration seconds.
    wrk cycles through 1,000 distinct passengers (the 179-row test split plus random what-ifs), the same
    for every server. Any non-2xx answer or socket error counts as a failure.
-4. Before its load, every answer of mlscope to those 1,000 passengers, one by one to /predict and all
-   at once to /predict/batch, is compared with the registered model's predict_proba / predict (loaded
+4. Before its load, every answer of each mlscope server to those 1,000 passengers, one by one to
+   /predict and all at once to /predict/batch, is compared with the registered model's predict_proba / predict (loaded
    with mlflow.sklearn): probabilities must agree to 1e-9 and labels exactly, or the script exits 1.
 
 Targets (issue: prediction API): >= 1,000 req/s at 32 clients with p99 < 100 ms and >= 20x MLflow's
-req/s; >= 200,000 rows/s for batches of 1,000. Numbers are also written to bench/out/serve_speed.json.
+req/s; >= 200,000 rows/s for batches of 1,000 (checked for every mlscope server). Numbers are also
+written to bench/out/serve_speed.json.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ STOP_SECONDS = 15.0
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 SERVING_SOURCE = HERE.parent / "src" / "mlscope" / "serving"
-SERVE_COMMAND = [HERE.parent / "src" / "mlscope" / "cli" / name for name in ("serve.py", "servers.py")]
+SERVE_COMMAND = [HERE.parent / "src" / "mlscope" / "cli" / name for name in ("serve.py", "servers.py", "prefork.py")]
 BIN = Path(sys.executable).parent
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)  # tables unwrapped in logs
 
@@ -105,6 +109,15 @@ class Server:
     single_path: str
     batch_path: str
     mlflow_format: bool  # {"dataframe_records": [...]} with the raw column names
+    workers: int = 1  # mlscope serve --workers
+
+    @property
+    def slug(self) -> str:
+        return self.name.lower().replace(" ", "-")
+
+    @property
+    def is_mlscope(self) -> bool:
+        return self.name.startswith("mlscope")
 
     def single_body(self, record: dict[str, Any]) -> str:
         return json.dumps({"dataframe_records": [record]} if self.mlflow_format else lowercase(record))
@@ -274,7 +287,11 @@ def reference(uri: str, version: str) -> Reference:
 
 # --- servers ----------------------------------------------------------------------------------------
 
-def servers(uri: str) -> list[Server]:
+def mlscope_name(workers: int) -> str:
+    return "mlscope" if workers == 1 else f"mlscope x{workers}"
+
+
+def servers(uri: str, workers: list[int]) -> list[Server]:
     host = ["--host", "127.0.0.1", "--port"]
     mlflow_env = clean_env(MLFLOW_TRACKING_URI=uri, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true")
     return [
@@ -283,14 +300,14 @@ def servers(uri: str) -> list[Server]:
                "/ping", "/invocations", "/invocations", mlflow_format=True),
         Server("no-op", [sys.executable, str(HERE / "serve_noop_app.py"), *host], clean_env(),
                "/ready", "/predict", "/predict/batch", mlflow_format=False),
-        Server("mlscope", [str(BIN / "mlscope"), "--tracking-uri", uri, "serve", "--model-name", MODEL_NAME,
-                           "--alias", ALIAS, *host], clean_env(),
-               "/ready", "/predict", "/predict/batch", mlflow_format=False),
+        *(Server(mlscope_name(n), [str(BIN / "mlscope"), "--tracking-uri", uri, "serve", "--model-name", MODEL_NAME,
+                                   "--alias", ALIAS, "--workers", str(n), *host], clean_env(),
+                 "/ready", "/predict", "/predict/batch", mlflow_format=False, workers=n) for n in workers),
     ]
 
 
 def log_path(server: Server) -> Path:
-    return OUT / f"serve-{server.name.lower()}.log"
+    return OUT / f"serve-{server.slug}.log"
 
 
 def log_tail(server: Server) -> str:
@@ -310,6 +327,20 @@ def wait_ready(process: subprocess.Popen[bytes], server: Server, url: str, timeo
                 return time.perf_counter() - started
         time.sleep(0.25)
     raise BenchFailure(f"{server.name} was not ready ({url} != 200) after {timeout:.0f} s; {log_tail(server)}")
+
+
+def wait_workers(process: subprocess.Popen[bytes], server: Server, base: str, timeout: float) -> float:
+    """Seconds until /metrics shows every worker of `server` with a model loaded (one gauge per pid)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise BenchFailure(f"{server.name} exited with {process.returncode}; " + log_tail(server))
+        with suppress(httpx.HTTPError):
+            text = httpx.get(base + "/metrics", timeout=2).text
+            if len(re.findall(r'^mlscope_api_model_loaded\{pid="\d+"\} 1\.0$', text, re.MULTILINE)) == server.workers:
+                return time.perf_counter() - started
+        time.sleep(0.25)
+    raise BenchFailure(f"{server.name}: not all {server.workers} workers loaded after {timeout:.0f} s; {log_tail(server)}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -335,6 +366,8 @@ def running(server: Server, cwd: Path, ready_timeout: float) -> Iterator[str]:
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
         seconds = wait_ready(process, server, base + server.ready_path, ready_timeout)
+        if server.workers > 1:
+            seconds += wait_workers(process, server, base, ready_timeout)
         console.print(f"{server.name} ready on port {port} after {seconds:.1f} s", highlight=False)
         yield base
     finally:
@@ -418,8 +451,8 @@ def write_lua(folder: Path, name: str, bodies: list[str]) -> Path:
 
 def load_server(server: Server, base: str, records: list[dict[str, Any]], folder: Path,
                 args: argparse.Namespace) -> dict[str, Load]:
-    single = write_lua(folder, f"{server.name}-single", [server.single_body(r) for r in records])
-    batch = write_lua(folder, f"{server.name}-batch", [server.batch_body(records[:BATCH_ROWS])])
+    single = write_lua(folder, f"{server.slug}-single", [server.single_body(r) for r in records])
+    batch = write_lua(folder, f"{server.slug}-batch", [server.batch_body(records[:BATCH_ROWS])])
     results = {}
     for scenario in SCENARIOS:
         lua, path, rows = (batch, server.batch_path, BATCH_ROWS) if scenario.batch else (single, server.single_path, 1)
@@ -427,7 +460,7 @@ def load_server(server: Server, base: str, records: list[dict[str, Any]], folder
             wrk(base + path, lua, scenario.connections, args.threads, args.warmup, rows)
         load = wrk(base + path, lua, scenario.connections, args.threads, args.duration, rows)
         results[scenario.name] = load
-        console.print(f"  {server.name:<8} {scenario.name:<24} {load.requests_per_s:10,.1f} req/s  "
+        console.print(f"  {server.name:<10} {scenario.name:<24} {load.requests_per_s:10,.1f} req/s  "
                       f"p50 {ms(load.p50_ms):>9}  p99 {ms(load.p99_ms):>9}  failures {load.failures}",
                       highlight=False)
     return results
@@ -490,8 +523,9 @@ def results_table(results: dict[str, dict[str, Load]]) -> Table:
     return table
 
 
-def summary(results: dict[str, dict[str, Load]]) -> dict[str, Any]:
-    ours, stock, ceiling = results["mlscope"], results["MLflow"], results["no-op"]
+def summary(results: dict[str, dict[str, Load]], name: str) -> dict[str, Any]:
+    """The headline numbers of the mlscope server `name` against MLflow and the no-op ceiling."""
+    ours, stock, ceiling = results[name], results["MLflow"], results["no-op"]
     p99 = ours[AT_32].p99_ms
     return {
         "mlscope_rps_32": ours[AT_32].requests_per_s,
@@ -510,8 +544,9 @@ def summary(results: dict[str, dict[str, Load]]) -> dict[str, Any]:
     }
 
 
-def print_summary(numbers: dict[str, Any], check: Equality) -> None:
+def print_summary(name: str, numbers: dict[str, Any], check: Equality) -> None:
     met = numbers["targets_met"]
+    console.print(f"[bold]{name}[/]", highlight=False)
     console.print(f"mlscope / MLflow, req/s at 32 clients: [bold]{numbers['rps_ratio_32']:.1f}x[/] "
                   f"({numbers['mlscope_rps_32']:,.0f} vs {numbers['mlflow_rps_32']:,.1f}); "
                   f">= {TARGET_RPS_RATIO:.0f}x: {yes(met['rps_ratio_32'])}; "
@@ -560,20 +595,21 @@ def context(load_start: tuple[float, float, float], source: dict[str, Any]) -> d
 
 # --- main -------------------------------------------------------------------------------------------
 
-def bench(store: Path, work: Path, args: argparse.Namespace) -> tuple[dict[str, dict[str, Load]], Equality, str]:
+def bench(store: Path, work: Path, args: argparse.Namespace
+          ) -> tuple[dict[str, dict[str, Load]], dict[str, Equality], str]:
     uri = prepare_store(store)
     version = set_bench_alias(uri)
     console.print(f"@{ALIAS} -> version {version} of {MODEL_NAME} (run {RUN_NAME})", highlight=False)
     expected = reference(uri, version)
     results: dict[str, dict[str, Load]] = {}
-    check = Equality()
-    for server in servers(uri):
+    checks: dict[str, Equality] = {}
+    for server in servers(uri, args.workers):
         with running(server, store, args.ready_timeout) as base:
             smoke(server, base, expected.records[:BATCH_ROWS])
-            if server.name == "mlscope":
-                check = check_mlscope(base, expected)
+            if server.is_mlscope:
+                checks[server.name] = check_mlscope(base, expected)
             results[server.name] = load_server(server, base, expected.records, work, args)
-    return results, check, version
+    return results, checks, version
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -581,12 +617,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per scenario (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of untimed load before each scenario")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads, at most one per connection (default 1)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="N",
+                        help="measure `mlscope serve --workers N` for each N given (default 1), e.g. --workers 1 2")
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a server may take to be ready")
     parser.add_argument("--store", type=Path, help="keep the MLflow store in this folder; reuse it if it has one")
     parser.add_argument("--json", type=Path, default=OUT / "serve_speed.json", help="where to write the numbers")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.warmup < 0 or args.threads < 1:
-        parser.error("--duration must be > 0, --warmup >= 0 and --threads >= 1")
+    if args.duration <= 0 or args.warmup < 0 or args.threads < 1 or min(args.workers) < 1:
+        parser.error("--duration must be > 0, --warmup >= 0, --threads >= 1 and --workers >= 1")
+    args.workers = sorted(set(args.workers))
     if shutil.which("wrk") is None:
         console.print("[red]wrk not found[/]: install it with `apt-get install wrk`")
         return 2
@@ -598,15 +637,16 @@ def main(argv: list[str] | None = None) -> int:
         store = args.store.resolve() if args.store else Path(tmp)
         store.mkdir(parents=True, exist_ok=True)
         try:
-            results, check, version = bench(store, Path(tmp), args)
+            results, checks, version = bench(store, Path(tmp), args)
         except BenchFailure as exc:
             console.print(f"[bold red]FAILED:[/] {exc}", highlight=False)
             return 1
 
     ctx = context(load_start, source)
     console.print(results_table(results))
-    numbers = summary(results)
-    print_summary(numbers, check)
+    numbers = {name: summary(results, name) for name in checks}
+    for name, check in checks.items():
+        print_summary(name, numbers[name], check)
     failures = sum(load.failures for loads in results.values() for load in loads.values())
     if failures:
         console.print(f"[red]{failures} failed requests: the numbers above are not valid measurements[/]")
@@ -624,12 +664,12 @@ def main(argv: list[str] | None = None) -> int:
         "model": {"name": MODEL_NAME, "alias": ALIAS, "version": version, "run_name": RUN_NAME},
         "results": {server: {s: load.as_dict() for s, load in loads.items()} for server, loads in results.items()},
         "summary": numbers,
-        "equality": asdict(check) | {"ok": check.ok, "tolerance": TOLERANCE},
+        "equality": {name: asdict(check) | {"ok": check.ok, "tolerance": TOLERANCE} for name, check in checks.items()},
         "seconds": elapsed,
     }
     args.json.write_text(json.dumps(payload, indent=2) + "\n")
     console.print(f"Wrote {args.json}")
-    return 0 if check.ok and not failures else 1
+    return 0 if all(check.ok for check in checks.values()) and not failures else 1
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlscope.errors import BadInput
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -43,6 +45,9 @@ class Settings(BaseSettings):
     retry_seconds: float = Field(default=1.0, gt=0,
                                  description="First retry delay while no model can be loaded (doubles, up to 30 s).")
     max_batch_rows: int = Field(default=10_000, ge=1, description="Most rows one /predict/batch request may send.")
+    api_workers: int = Field(default=1, ge=1, le=64,
+                             description="Processes of `mlscope serve` sharing the API port; each loads the model "
+                             "and follows the alias itself.")
     user: str = Field(default_factory=getpass.getuser, description="Name recorded in audit tags.")
     token: SecretStr | None = Field(
         default=None, description="When set, the dashboard's mutating actions (promote, compute) need it as a bearer token.")
@@ -69,7 +74,18 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, then apply non-None overrides (CLI options)."""
-    settings = Settings()
+    """Build settings from the environment, then apply non-None overrides (CLI options). A bad value
+    is a BadInput naming its variable."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise BadInput(_first_problem(exc), field=str(exc.errors()[0]["loc"][0])) from None
     updates = {key: value for key, value in overrides.items() if value is not None}
     return settings.model_copy(update=updates) if updates else settings
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    variable = name if name.isupper() else f"MLSCOPE_{name.upper()}"
+    return f"{variable}={error.get('input')!r}: {error['msg']}"

@@ -127,6 +127,7 @@ FILLED = {
     "MLFLOW_WORKERS": "3",
     "MLSCOPE_TOKEN": "test-token",
     "MLSCOPE_USER": "ops-team",
+    "MLSCOPE_API_WORKERS": "2",
 }
 
 
@@ -229,6 +230,7 @@ def test_compose_config_resolves_the_five_services(tmp_path: Path) -> None:
     assert str(services["trainer"]["restart"]) == "no"
     assert services["dashboard"]["command"] == ["mlscope", "ui", "--host", "0.0.0.0", "--port", "8000"]
     assert services["api"]["command"] == ["mlscope", "serve", "--host", "0.0.0.0", "--port", "8001"]
+    assert services["api"]["environment"]["MLSCOPE_API_WORKERS"] == "2"
     assert services["dashboard"]["environment"]["MLSCOPE_TOKEN"] == "test-token"
     assert not any("MLSCOPE_TOKEN" in services[name].get("environment", {}) for name in SERVICES - {"dashboard"})
     for name in LONG_RUNNING:

@@ -3,6 +3,7 @@ model, validation, explanations, readiness, metrics."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -75,9 +76,12 @@ def test_service_endpoints(api: TestClient) -> None:
     assert api.get("/health").json() == {"status": "ok"}
     ready = api.get("/ready")
     assert ready.status_code == 200 and ready.json()["model"] == {"name": "titanic-survival", "version": "3"}
-    model = api.get("/model").json()
+    answer = api.get("/model")
+    model = answer.json()
     assert model["alias"] == "production" and model["version"] == "3" and len(model["run_id"]) == 32
     assert 0.8 < model["metrics"]["roc_auc"] < 0.9 and model["loaded_at"]
+    assert model["pid"] == ready.json()["pid"] == os.getpid()  # the process that answered
+    assert "x-mlscope-worker" not in answer.headers  # one process: no worker to name
     assert set(model["input_schema"]["properties"]) == set(FIELDS.values())
     assert model["explanations"] == "exact Shapley values" and model["inference"]
     docs, redoc, spec = api.get("/docs"), api.get("/redoc"), api.get("/openapi.json").json()

@@ -134,7 +134,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Up:
     """`mlscope up` as a real subprocess, its output in a file."""
 
-    def __init__(self, folder: Path, database: str, artifacts: Path) -> None:
+    def __init__(self, folder: Path, database: str, artifacts: Path, *args: str) -> None:
         self.folder = folder
         self.ports = {"mlflow": free_port(), "dashboard": free_port(), "api": free_port()}
         self.output = folder / "up.out"
@@ -143,7 +143,7 @@ class Up:
         argv = [sys.executable, "-m", "mlscope", "up", "--backend-store-uri", database,
                 "--mlflow-port", str(self.ports["mlflow"]), "--port", str(self.ports["dashboard"]),
                 "--api-port", str(self.ports["api"]), "--log-dir", str(folder / "logs"),
-                "--artifacts-destination", str(artifacts)]
+                "--artifacts-destination", str(artifacts), *args]
         with self.output.open("w") as out:
             self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
 
@@ -218,14 +218,20 @@ def test_up_serves_the_stack_and_stops_it_cleanly(database: str, artifacts: Path
 @pytest.mark.slow
 def test_up_on_a_trained_store_skips_training_and_reports_a_dying_child(database: str, artifacts: Path,
                                                                      tmp_path: Path) -> None:
-    """Runs after the test above (same database): no new training; a killed dashboard ends `up` with
-    status 1, its log tail, and the other servers stopped."""
+    """Runs after the test above (same database): no new training; the API with two workers; a killed
+    dashboard ends `up` with status 1, its log tail, and the other servers (every API worker) stopped."""
     if not postgres_has_runs(database):
         pytest.skip("needs the trained database of test_up_serves_the_stack_and_stops_it_cleanly")
-    up = Up(tmp_path, database, artifacts)
+    up = Up(tmp_path, database, artifacts, "--api-workers", "2")
     try:
         up.wait_healthy()
         assert "already has 4 run(s); skipping training" in up.text()
+        deadline = time.monotonic() + 60
+        while (ready := httpx.get(f"{up.url('api')}/ready", timeout=10)).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.5)
+        assert int(ready.headers["x-mlscope-worker"]) != up.pid_of("prediction API")
+        assert len(processes_mentioning(f"--port {up.ports['api']}")) == 3  # the parent and its two workers
         os.kill(up.pid_of("dashboard"), signal.SIGKILL)
         assert up.finish() == 1, up.text()
         output = up.text()

@@ -8,6 +8,7 @@ import typer
 
 from mlscope import __version__
 from mlscope.cli import demo, explain, registry, runs, serve, train, ui, up
+from mlscope.cli.common import user_errors
 from mlscope.config import load_settings
 
 app = typer.Typer(
@@ -35,7 +36,8 @@ def main_options(
                                           help="Show the version and exit.")] = False,
 ) -> None:
     """mlscope: train, compare, explain, promote and serve MLflow models."""
-    ctx.ensure_object(dict)["settings"] = load_settings(tracking_uri=tracking_uri)
+    with user_errors():
+        ctx.ensure_object(dict)["settings"] = load_settings(tracking_uri=tracking_uri)
 
 
 app.command()(train.train)

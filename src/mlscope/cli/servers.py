@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -35,3 +37,19 @@ def run_servers(apps: list[tuple[Any, str, int]]) -> None:
     import uvloop
 
     uvloop.run(all_servers())
+
+
+def serve_socket(app: Any, sock: socket.socket, started: Callable[[], None]) -> None:
+    """Serve `app` on a socket that is already listening (one worker of several) until SIGTERM/SIGINT,
+    draining in-flight requests; `started()` is called once the app's startup has finished."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                started()
+
+    host, port = sock.getsockname()[:2]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # re-raised by uvicorn after the drain
+    Server(server_config(app, host, port)).run(sockets=[sock])

@@ -146,6 +146,8 @@ def up(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Dashboard port (8000).")] = None,
     api_port: Annotated[int | None, typer.Option(min=1, max=65535, help="Prediction API port (8001).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Tracking server uvicorn workers (1).")] = None,
+    api_workers: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Prediction API worker processes (`mlscope serve --workers`, 1).")] = None,
     train: Annotated[bool, typer.Option(help="Train and promote when the experiment has no runs yet.")] = True,
     retrain: Annotated[bool, typer.Option(help="Train even if the experiment has runs.")] = False,
     log_dir: Annotated[Path | None, typer.Option(help="Folder of the three logs (default ./mlscope-logs).")] = None,
@@ -155,7 +157,7 @@ def up(
     prediction API; wait until each is healthy, print their URLs, stop all on Ctrl-C."""
     overrides = {"backend_store_uri": backend_store_uri, "artifacts_destination": artifacts_destination,
                  "host": host, "mlflow_port": mlflow_port, "port": port, "api_port": api_port,
-                 "mlflow_workers": workers, "log_dir": log_dir}
+                 "mlflow_workers": workers, "api_workers": api_workers, "log_dir": log_dir}
     settings = settings_of(ctx).model_copy(update={k: v for k, v in overrides.items() if v is not None})
     with user_errors():
         backend = check_backend_uri(settings.backend_store_uri)
@@ -170,7 +172,8 @@ def up(
     components = [
         Component("dashboard", mlscope_argv("ui", "--host", settings.host, "--port", str(settings.port)),
                   f"{local_url(settings.host, settings.port)}/health", logs / "dashboard.log"),
-        Component("prediction API", mlscope_argv("serve", "--host", settings.host, "--port", str(settings.api_port)),
+        Component("prediction API", mlscope_argv("serve", "--host", settings.host, "--port", str(settings.api_port),
+                                                 "--workers", str(settings.api_workers)),
                   f"{local_url(settings.host, settings.api_port)}/health", logs / "api.log"),
     ]
     console.print(f"Tracking server on {display_uri(backend)} (artifacts in {server.artifacts_destination}); "

@@ -4,8 +4,10 @@ loaded model (batches, explanations)."""
 # No `from __future__ import annotations`: the request and answer types are chosen at run time
 # (from the served model's contract) and FastAPI must see them as real objects.
 import gc
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -54,10 +56,12 @@ async def read_limited(request: HTTPRequest, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def settle_heap() -> None:
+def settle_heap(unfreeze: bool = True) -> None:
     """Move everything loaded so far (MLflow, scikit-learn, the model) out of the garbage collector's
-    sight: a full collection over that heap stalls every request for 100+ ms."""
-    gc.unfreeze()  # a swapped-out model's cycles become collectable again
+    sight: a full collection over that heap stalls every request for 100+ ms. `unfreeze` first makes
+    what was frozen before (a swapped-out model's cycles) collectable again."""
+    if unfreeze:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -89,18 +93,47 @@ def _answers(model: LoadedModel, columns: dict[str, np.ndarray], explain: bool) 
     return answers
 
 
-def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract) -> FastAPI:
-    """The app for one watcher; `contract` fixes the request schema for the app's lifetime."""
-    metrics = ApiMetrics()
+class WorkerHeader:
+    """Names the process that answered in an `x-mlscope-worker: <pid>` header (several workers share
+    the port)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+        self.header = (b"x-mlscope-worker", str(os.getpid()).encode())
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Awaitable[Any]],
+                       send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_named)
+
+
+def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
+               metrics_dir: Path | None = None) -> FastAPI:
+    """The app for one watcher; `contract` fixes the request schema for the app's lifetime. With
+    `metrics_dir`, this process is one of several workers and /metrics reports all of them."""
+    metrics = ApiMetrics(metrics_dir)
     batcher = MicroBatcher(lambda: watcher.current, lambda: watcher.problem)
     watcher.on_change(lambda m: metrics.set_model(m.name, m.version, m.alias))
     watcher.on_change(lambda _: settle_heap())
+    watcher.on_check(lambda w: metrics.set_checks(w.swaps, w.failed_checks))
+    metrics.set_checks(watcher.swaps, watcher.failed_checks)
     if watcher.current is not None:
         metrics.set_model(watcher.current.name, watcher.current.version, watcher.current.alias)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        settle_heap()
+        # A worker of `--workers` starts with what its parent imported and froze before forking: left
+        # frozen, the collector never writes to those objects and their pages stay shared (two workers:
+        # ~80 MiB less memory in all).
+        settle_heap(unfreeze=metrics_dir is None)
         watcher.start()
         try:
             yield
@@ -114,6 +147,8 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract) ->
     install_error_handlers(app)
     install_api_docs(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics, paths=lambda: {r.path for r in app.routes})
+    if metrics_dir is not None:
+        app.add_middleware(WorkerHeader)
     Request, Answer = contract.request_model, contract.answer_model
     batch_adapter = TypeAdapter(list[Request])  # type: ignore[valid-type]
 
@@ -156,14 +191,15 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract) ->
         model = watcher.current
         if model is None:
             return JSONResponse(error_body("not_ready", f"no model loaded: {watcher.problem}"), status_code=503)
-        return _json({"status": "ready", "model": model.ref, "registry_problem": watcher.problem})
+        return _json({"status": "ready", "model": model.ref, "registry_problem": watcher.problem,
+                      "pid": os.getpid()})
 
     @app.get("/model", tags=["service"], responses={503: ERRORS[503]})
     async def model_info() -> Response:
         """The served version: name, version, alias, source run, headline metrics, input schema."""
         described = served().describe()
         described.update(swaps=watcher.swaps, registry_problem=watcher.problem,
-                         poll_seconds=settings.poll_seconds)
+                         poll_seconds=settings.poll_seconds, pid=os.getpid())
         return _json(described)
 
     @app.post("/predict", tags=["predict"], response_model=Answer, responses={422: ERRORS[422], 503: ERRORS[503]})
@@ -205,17 +241,17 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract) ->
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
     async def prometheus() -> Response:
-        """Prometheus text format: requests, errors, latency histogram, served version."""
-        metrics.swaps.set(watcher.swaps)
-        metrics.check_failures.set(watcher.failed_checks)
+        """Prometheus text format: requests, errors, latency histogram, served version (with several
+        workers: totals over all of them, and the gauges per worker pid)."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
-def build_api(settings: Settings) -> FastAPI:
+def build_api(settings: Settings, metrics_dir: Path | None = None) -> FastAPI:
     """Try to load the alias's version once, then build the app around its contract. When nothing can
-    be loaded yet, the app takes Titanic passengers and keeps retrying in the background."""
+    be loaded yet, the app takes Titanic passengers and keeps retrying in the background.
+    `metrics_dir`: the multiprocess metrics folder shared by the workers of `mlscope serve --workers N`."""
     from mlscope.serving.contract import TITANIC_FEATURES, titanic_contract
     from mlscope.serving.watcher import Target
 
@@ -223,4 +259,4 @@ def build_api(settings: Settings) -> FastAPI:
     watcher.check()
     if watcher.contract is None:
         watcher.contract = titanic_contract(list(TITANIC_FEATURES.values()))
-    return create_api(settings, watcher, watcher.contract)
+    return create_api(settings, watcher, watcher.contract, metrics_dir)

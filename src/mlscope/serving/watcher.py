@@ -49,13 +49,25 @@ class ModelWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_change: list[Callable[[LoadedModel], None]] = []
+        self._on_check: list[Callable[[ModelWatcher], None]] = []
 
     def on_change(self, callback: Callable[[LoadedModel], None]) -> None:
+        """Call `callback` with every newly served model."""
         self._on_change.append(callback)
+
+    def on_check(self, callback: Callable[[ModelWatcher], None]) -> None:
+        """Call `callback` after every check, whatever its outcome (swaps, failed checks)."""
+        self._on_check.append(callback)
 
     def check(self) -> bool:
         """Resolve the alias once and load its version if it is not the one served. True when
         the served model is up to date; problems are recorded in `problem`, never raised."""
+        ok = self._check()
+        for callback in self._on_check:
+            callback(self)
+        return ok
+
+    def _check(self) -> bool:
         try:
             version = resolve_alias(self.client, self.target.name, self.target.alias)
             current = self.current
