@@ -41,6 +41,22 @@ def console_errors(page: Any) -> list[str]:
     return found
 
 
+def outside_requests(page: Any) -> list[str]:
+    """Collects every request the page makes to anywhere but 127.0.0.1 from now on (assert it stays empty:
+    the dashboard is offline-first)."""
+    from urllib.parse import urlsplit
+
+    found: list[str] = []
+
+    def check(request: Any) -> None:
+        parts = urlsplit(request.url)
+        if parts.scheme not in ("data", "blob", "about") and parts.hostname != "127.0.0.1":
+            found.append(request.url)
+
+    page.on("request", check)
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -42,12 +42,12 @@ def test_experiments_list_leads_to_the_runs(site: str, page: Any) -> None:
     page.goto(site + "/")
     row = page.wait_for_selector("[data-experiments] tr[data-experiment='titanic']")
     cells = row.query_selector_all("td")
-    assert cells[1].inner_text() == "4" and cells[3].inner_text() == "0.8437"
-    assert cells[4].inner_text() == "logistic-regression"
+    assert cells[1].inner_text() == "4" and cells[3].inner_text() == "roc_auc" and cells[4].inner_text() == "0.8437"
+    assert cells[5].inner_text() == "logistic-regression"
     screenshot(page, "experiments")
     page.click("text=titanic")
     page.wait_for_selector("[data-rows] .row")
-    assert page.url.endswith("/experiments/titanic?order_by=metrics.roc_auc+DESC&metric=roc_auc"
+    assert page.url.endswith("/experiments/titanic?order_by=metrics.roc_auc+DESC"
                              "&metrics=accuracy%2Cprecision%2Crecall%2Cf1%2Croc_auc%2Clog_loss")
 
 

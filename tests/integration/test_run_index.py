@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlscope.errors import BadInput, NotFound
-from mlscope.tracking.index import IndexedRun, RunIndex
+from mlscope.tracking.index import IndexedRun, MetricCounts, RunIndex
 from mlscope.tracking.index import run_index as run_index_module
 from mlscope.tracking.index.api import from_mlflow
 from mlscope.tracking.runs import best_run, list_runs
@@ -492,6 +492,32 @@ def test_best_agrees_with_the_overview_rule(seeded: Seeded) -> None:
             got = seeded.index.best(seeded.experiment_id, metric, direction,
                                     filter_string="attributes.status = 'FINISHED'")
             assert (got and got.run.run_id) == (expected and expected.run_id)
+
+
+def expected_counts(runs: list[IndexedRun]) -> MetricCounts:
+    """Per metric key, the runs with a non-NaN latest value, all and FINISHED (keys no finished run has are
+    left out of the second), counted plainly from MLflow's answer."""
+    present: dict[str, int] = {}
+    present_finished: dict[str, int] = {}
+    for run in runs:
+        for key, value in run.metrics.items():
+            if not math.isnan(value):
+                present[key] = present.get(key, 0) + 1
+                if run.status == "FINISHED":
+                    present_finished[key] = present_finished.get(key, 0) + 1
+    return MetricCounts(runs=len(runs), finished=sum(run.status == "FINISHED" for run in runs), present=present,
+                        present_finished=present_finished)
+
+
+@pytest.mark.parametrize("view", [ViewType.ACTIVE_ONLY, ViewType.ALL, ViewType.DELETED_ONLY])
+def test_metric_counts_match_mlflow_over_sql_and_the_api(seeded: Seeded, view: int) -> None:
+    """What the default "best by" metric is chosen from: one SQL query, the same numbers through the API."""
+    want = expected_counts(mlflow_runs(seeded, Case("", (), view, "accuracy", "max")))
+    assert want.runs and want.present and want.present != want.present_finished  # the seeding covers both
+    assert seeded.index.metric_counts(seeded.experiment_id, view=view) == want
+    with RunIndex(seeded.uri, accepted_revisions=frozenset()) as over_api:
+        assert over_api.backend == "api"
+        assert over_api.metric_counts(seeded.experiment_id, view=view) == want
 
 
 # --- a remote tracking server: the public REST API ------------------------------------------------

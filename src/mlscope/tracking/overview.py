@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
 from mlscope.tracking import registry
-from mlscope.tracking.index import RunIndex
+from mlscope.tracking.best_by import BestBy, Source, best_by
+from mlscope.tracking.index import MetricCounts, RunIndex
 from mlscope.tracking.index.models import BestRun
 from mlscope.tracking.runs import best_run, infer_direction, list_runs
 
@@ -33,6 +34,8 @@ class RunList(BaseModel):
     experiment: str
     metric: str
     direction: str
+    metric_source: Source
+    metric_reason: str
     best_run_id: str | None
     best_reason: str | None
     runs: list[RunSummary]
@@ -43,10 +46,16 @@ def format_time(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "—"
 
 
-def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str,
-             direction: str | None, filter_string: str = "") -> RunList:
+def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str | None,
+             direction: str | None, filter_string: str = "", *, headline: str) -> RunList:
+    """The experiment's runs (filtered), the best finished run by `metric` — by the experiment's default
+    metric (`best_by`) when None."""
     rows = list_runs(client, experiment, filter_string)
-    direction = direction or infer_direction(metric)
+    counts = None
+    if not metric:
+        counts = MetricCounts.of(list_runs(client, experiment) if filter_string else rows)
+    choice = best_by(counts, headline, metric, direction)
+    metric, direction = choice.metric, choice.direction
     best = best_run(rows, metric, direction)
     labels = registry.version_labels(client, model_name)
     runs = [
@@ -59,8 +68,9 @@ def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str
         for r in rows
     ]
     reason = f"best by {metric}, {best.metrics[metric]:.4f}" if best else None
-    return RunList(experiment=experiment, metric=metric, direction=direction,
-                   best_run_id=best.run_id if best else None, best_reason=reason, runs=runs)
+    return RunList(experiment=experiment, metric=metric, direction=direction, metric_source=choice.source,
+                   metric_reason=choice.reason, best_run_id=best.run_id if best else None, best_reason=reason,
+                   runs=runs)
 
 
 class RunPageView(BaseModel):
@@ -73,6 +83,8 @@ class RunPageView(BaseModel):
     order_by: str
     metric: str
     direction: str
+    metric_source: Source
+    metric_reason: str
     best_run_id: str | None
     best_reason: str | None
     runs: list[RunSummary]
@@ -99,12 +111,15 @@ def experiment_headline(index: RunIndex, experiment: str, metric: str, direction
 
 
 def run_page(index: RunIndex, client: MlflowClient, experiment: str, model_name: str, *, order_by: str,
-             filter_string: str, offset: int, limit: int, metric: str, direction: str | None) -> RunPageView:
-    """Runs `offset`.. of the experiment's runs matching the filter, in `order_by` order (MLflow syntax)."""
-    direction = direction or infer_direction(metric)
+             filter_string: str, offset: int, limit: int, metric: str | None, direction: str | None,
+             headline: str) -> RunPageView:
+    """Runs `offset`.. of the experiment's runs matching the filter, in `order_by` order (MLflow syntax); the
+    best of all its runs by `metric` (the experiment's default metric when None)."""
     experiment_id = index.experiment_id(experiment)
     page = index.page(experiment_id, filter_string=filter_string, order_by=[order_by] if order_by else [],
                       offset=offset, limit=limit)
+    choice = experiment_best_by(index, experiment_id, headline, metric, direction)
+    metric, direction = choice.metric, choice.direction
     best = index.best(experiment_id, metric, direction)  # type: ignore[arg-type]
     best_id = best.run.run_id if best else None
     labels = registry.version_labels(client, model_name)
@@ -116,8 +131,14 @@ def run_page(index: RunIndex, client: MlflowClient, experiment: str, model_name:
         for r in page.runs
     ]
     return RunPageView(experiment=experiment, total=page.total, offset=page.offset, limit=page.limit,
-                       order_by=order_by, metric=metric, direction=direction, best_run_id=best_id,
-                       best_reason=best_reason(best), runs=runs)
+                       order_by=order_by, metric=metric, direction=direction, metric_source=choice.source,
+                       metric_reason=choice.reason, best_run_id=best_id, best_reason=best_reason(best), runs=runs)
+
+
+def experiment_best_by(index: RunIndex, experiment_id: str, headline: str, picked: str | None = None,
+                       direction: str | None = None) -> BestBy:
+    """The metric that decides the experiment's best run: `picked`, else its default (one counting query)."""
+    return best_by(None if picked else index.metric_counts(experiment_id), headline, picked, direction)
 
 
 def best_reason(best: BestRun | None) -> str | None:
@@ -132,6 +153,8 @@ class ExperimentSummary(BaseModel):
     last_activity: int | None
     metric: str
     direction: str
+    metric_source: Source
+    metric_reason: str
     best_value: float | None
     best_run_id: str | None
     best_run_name: str | None
@@ -139,26 +162,30 @@ class ExperimentSummary(BaseModel):
 
 class ExperimentList(BaseModel):
     metric: str
+    metric_source: Source
     experiments: list[ExperimentSummary]
 
 
-def experiment_list(client: MlflowClient, index: RunIndex, metric: str) -> ExperimentList:
-    """Every active experiment with its number of runs, last activity and best value of `metric`."""
-    direction = infer_direction(metric)
+def experiment_list(client: MlflowClient, index: RunIndex, metric: str | None, headline: str) -> ExperimentList:
+    """Every active experiment with its number of runs, last activity and best value of `metric` — when None,
+    of each experiment's own default metric (`best_by`)."""
     summaries = []
     for experiment in _all_experiments(client):
         experiment_id = str(experiment.experiment_id)
         latest = index.page(experiment_id, order_by=["attributes.start_time DESC"], limit=1)
         last = latest.runs[0] if latest.runs else None
         activity = [t for t in (experiment.last_update_time, last and (last.end_time or last.start_time)) if t]
-        best = index.best(experiment_id, metric, direction)  # type: ignore[arg-type]
+        choice = experiment_best_by(index, experiment_id, headline, metric)
+        best = index.best(experiment_id, choice.metric, choice.direction)  # type: ignore[arg-type]
         summaries.append(ExperimentSummary(
             experiment_id=experiment_id, name=experiment.name, runs=latest.total,
-            last_activity=max(activity) if activity else None, metric=metric, direction=direction,
-            best_value=best.value if best else None, best_run_id=best.run.run_id if best else None,
+            last_activity=max(activity) if activity else None, metric=choice.metric, direction=choice.direction,
+            metric_source=choice.source, metric_reason=choice.reason, best_value=best.value if best else None,
+            best_run_id=best.run.run_id if best else None,
             best_run_name=(best.run.run_name or best.run.run_id[:8]) if best else None))
     summaries.sort(key=lambda e: -(e.last_activity or 0))
-    return ExperimentList(metric=metric, experiments=summaries)
+    return ExperimentList(metric=metric or headline, metric_source="chosen" if metric else "headline",
+                          experiments=summaries)
 
 
 def _all_experiments(client: MlflowClient) -> list[Experiment]:
@@ -176,8 +203,15 @@ class ExperimentColumns(BaseModel):
     experiment: str
     metrics: list[str]
     params: list[str]
+    metric_runs: dict[str, int]
+    best_by: BestBy
 
 
-def experiment_columns(index: RunIndex, experiment: str) -> ExperimentColumns:
-    metrics, params = index.keys(index.experiment_id(experiment))
-    return ExperimentColumns(experiment=experiment, metrics=metrics, params=params)
+def experiment_columns(index: RunIndex, experiment: str, headline: str) -> ExperimentColumns:
+    """The metric and param keys of the experiment's runs, how many runs have each metric (not NaN), and
+    its default "best by" metric."""
+    experiment_id = index.experiment_id(experiment)
+    metrics, params = index.keys(experiment_id)
+    counts = index.metric_counts(experiment_id)
+    return ExperimentColumns(experiment=experiment, metrics=metrics, params=params, metric_runs=counts.present,
+                             best_by=best_by(counts, headline))

@@ -15,6 +15,7 @@ from mlscope.tracking.index.models import (
     BestRun,
     Direction,
     IndexedRun,
+    MetricCounts,
     RunComparison,
     RunMatrix,
     RunPage,
@@ -23,6 +24,6 @@ from mlscope.tracking.index.run_index import MAX_PAGE, RunIndex, open_run_index
 from mlscope.tracking.index.schema import VERIFIED_REVISIONS
 
 __all__ = [
-    "MAX_PAGE", "VERIFIED_REVISIONS", "Backend", "BestRun", "Direction", "IndexedRun", "RunComparison", "RunIndex",
-    "RunMatrix", "RunPage", "open_run_index",
+    "MAX_PAGE", "VERIFIED_REVISIONS", "Backend", "BestRun", "Direction", "IndexedRun", "MetricCounts", "RunComparison",
+    "RunIndex", "RunMatrix", "RunPage", "open_run_index",
 ]

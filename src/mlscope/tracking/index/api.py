@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from mlscope.errors import BadInput, TrackingUnavailable
 from mlscope.tracking.client import tracking_failure
-from mlscope.tracking.index.models import Direction, IndexedRun, RunMatrix, RunPage
+from mlscope.tracking.index.models import Direction, IndexedRun, MetricCounts, RunMatrix, RunPage
 from mlscope.tracking.index.translate import one_line
 
 T = TypeVar("T")
@@ -87,6 +87,9 @@ class ApiBackend:
             metrics={key: [run.metrics.get(key) for run in found] for key in metric_keys},
             params={key: [run.params.get(key) for run in found] for key in param_keys}, backend="api",
         )
+
+    def metric_counts(self, experiment_id: str, stages: list[str]) -> MetricCounts:
+        return MetricCounts.of(self.all_runs(experiment_id, "", (), stages))
 
     def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, IndexedRun]:
         found: dict[str, IndexedRun] = {}

@@ -18,7 +18,8 @@ from mlscope.config import Settings
 from mlscope.errors import BadInput, NotFound, TrackingUnavailable
 from mlscope.tracking.index import schema, translate
 from mlscope.tracking.index.api import ApiBackend
-from mlscope.tracking.index.models import Backend, BestRun, Direction, RunComparison, RunMatrix, RunPage
+from mlscope.tracking.index.models import (Backend, BestRun, Direction, MetricCounts, RunComparison, RunMatrix,
+                                          RunPage)
 from mlscope.tracking.index.sql import SqlBackend
 
 T = TypeVar("T")
@@ -105,6 +106,15 @@ class RunIndex:
             return (sorted({key for run in found for key in run.metrics}),
                     sorted({key for run in found for key in run.params}))
         return _sql_call(lambda: sql.keys(experiment_id, stages))
+
+    def metric_counts(self, experiment_id: str, *, view: int = ViewType.ACTIVE_ONLY) -> MetricCounts:
+        """How many runs have each metric (non-NaN), all and FINISHED: what the default "best by" metric
+        is chosen from (`mlscope.tracking.best_by`). One query on SQL stores."""
+        _, stages = self._prepare("", (), view)
+        sql = self._sql_backend()
+        if sql is None:
+            return self._api.metric_counts(experiment_id, stages)
+        return _sql_call(lambda: sql.metric_counts(experiment_id, stages))
 
     def compare(self, run_ids: Sequence[str]) -> RunComparison:
         """Params, metrics and tags of the given runs (any experiment or lifecycle stage), in that order."""

@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mlscope.errors import BadInput
 from mlscope.tracking.index import translate
-from mlscope.tracking.index.models import Direction, IndexedRun, RunMatrix, RunPage
+from mlscope.tracking.index.models import Direction, IndexedRun, MetricCounts, RunMatrix, RunPage
 from mlscope.tracking.index.schema import POSTGRES, experiments, latest_metrics, params, runs, tags
 
 _INFO = (runs.c.run_uuid, runs.c.name, runs.c.experiment_id, runs.c.status, runs.c.start_time, runs.c.end_time,
@@ -107,6 +107,33 @@ class SqlBackend:
                 sa.select(table.c.key).distinct().where(table.c.run_uuid.in_(matching))))
                 for table in (latest_metrics, params)]
         return found[0], found[1]
+
+    def metric_counts(self, experiment_id: str, stages: list[str]) -> MetricCounts:
+        """One query: the run totals (the row whose key is NULL), then per metric key the runs with a
+        non-NaN value, all and FINISHED."""
+        where = self._where(experiment_id, [], stages)
+        finished = sa.func.coalesce(sa.func.sum(sa.case((runs.c.status == "FINISHED", 1), else_=0)), 0)
+        totals = sa.select(sa.cast(sa.null(), sa.String).label("key"), sa.func.count(), finished).where(*where)
+        metric = latest_metrics
+        # Grouping by coalesce(key) (never NULL) instead of the bare key keeps SQLite from walking the
+        # (key, run_uuid) index to spare the GROUP BY sort and looking up each metric row's run: 5x slower.
+        key = sa.func.coalesce(metric.c.key, "")
+        per_key = (sa.select(key, sa.func.count(), finished)
+                   .select_from(runs.join(metric, sa.and_(metric.c.run_uuid == runs.c.run_uuid,
+                                                          metric.c.is_nan == sa.false())))
+                   .where(*where).group_by(key))
+        present: dict[str, int] = {}
+        present_finished: dict[str, int] = {}
+        all_runs = all_finished = 0
+        with self.engine.connect() as conn:
+            for key, count, done in conn.execute(sa.union_all(totals, per_key)):
+                if key is None:
+                    all_runs, all_finished = int(count), int(done)
+                    continue
+                present[key] = int(count)
+                if done:
+                    present_finished[key] = int(done)
+        return MetricCounts(runs=all_runs, finished=all_finished, present=present, present_finished=present_finished)
 
     def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, IndexedRun]:
         with self.engine.connect() as conn:

@@ -31,7 +31,9 @@ export class RunsView {
     this.directionSelect = root.querySelector("[data-direction]");
     this.compareButton = root.querySelector("[data-compare]");
     const params = new URLSearchParams(window.location.search);
-    this.metric = params.get("metric") || root.dataset.defaultMetric;
+    this.metric = params.get("metric") || "";
+    this.metricChosen = Boolean(this.metric);  // else the experiment's default (bestBy) decides
+    this.bestBy = null;
     this.direction = params.get("direction") || "";
     this.orderBy = params.get("order_by") || "";
     this.filter = params.get("filter") || "";
@@ -48,7 +50,11 @@ export class RunsView {
       this.filter = this.filterInput.value.trim();
       this.reload();
     });
-    this.metricSelect.addEventListener("change", () => { this.metric = this.metricSelect.value; this.reload(); });
+    this.metricSelect.addEventListener("change", () => {
+      this.metric = this.metricSelect.value;
+      this.metricChosen = true;
+      this.reload();
+    });
     this.directionSelect.addEventListener("change", () => { this.direction = this.directionSelect.value; this.reload(); });
     this.compareButton.addEventListener("click", () => {
       const ids = [...this.selected].join(",");
@@ -57,24 +63,22 @@ export class RunsView {
   }
 
   get effectiveDirection() {
-    return this.direction || (LOWER_IS_BETTER.test(this.metric) ? "min" : "max");
+    if (this.direction) return this.direction;
+    if (!this.metricChosen && this.bestBy) return this.bestBy.direction;
+    return LOWER_IS_BETTER.test(this.metric) ? "min" : "max";
   }
 
   async start() {
     try {
       const columns = await api(`/api/experiments/${path(this.experiment)}/columns`);
       this.keys = columns;
+      this.bestBy = columns.best_by;
     } catch (error) {
       this.showFailure(error, () => this.start());
       return;
     }
-    if (this.metricColumns === null) {
-      const present = HEADLINE.filter((key) => this.keys.metrics.includes(key));
-      this.metricColumns = present.length ? present : this.keys.metrics.slice(0, 6);
-    }
-    if (!this.keys.metrics.includes(this.metric) && this.keys.metrics.length) {
-      this.metric = this.keys.metrics.includes("roc_auc") ? "roc_auc" : this.keys.metrics[0];
-    }
+    if (this.metricColumns === null) this.metricColumns = this.defaultColumns();
+    if (!this.metricChosen) this.metric = this.bestBy.metric;
     if (!this.orderBy) this.orderBy = `metrics.${this.quoted(this.metric)} ${this.effectiveDirection === "max" ? "DESC" : "ASC"}`;
     this.buildPickers();
     this.buildChooser();
@@ -82,12 +86,22 @@ export class RunsView {
     await this.reload();
   }
 
+  // The seed's metrics when the runs have them, else those most runs have; the best-by metric always.
+  defaultColumns() {
+    const best = this.bestBy.metric;
+    const present = HEADLINE.filter((key) => this.keys.metrics.includes(key));
+    const counted = Object.entries(this.keys.metric_runs).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    const chosen = present.length ? present : counted.map(([key]) => key).filter((key) => key !== best).slice(0, 5);
+    return chosen.includes(best) || !this.keys.metrics.includes(best) ? chosen : [best, ...chosen];
+  }
+
   quoted(key) {
     return /^[A-Za-z_][A-Za-z0-9_.]*$/.test(key) ? key : `\`${key.replace(/`/g, "")}\``;
   }
 
   buildPickers() {
-    this.metricSelect.replaceChildren(...this.keys.metrics.map((key) => el("option", {value: key}, key)));
+    const choices = this.keys.metrics.includes(this.metric) ? this.keys.metrics : [this.metric, ...this.keys.metrics];
+    this.metricSelect.replaceChildren(...choices.map((key) => el("option", {value: key}, key)));
     this.metricSelect.value = this.metric;
     this.directionSelect.value = this.direction;
   }
@@ -197,7 +211,7 @@ export class RunsView {
     const set = (key, value) => (value ? url.searchParams.set(key, value) : url.searchParams.delete(key));
     set("order_by", this.orderBy);
     set("filter", this.filter);
-    set("metric", this.metric);
+    set("metric", this.metricChosen ? this.metric : "");
     set("direction", this.direction);
     url.searchParams.set("metrics", this.metricColumns.join(","));
     set("params", this.paramColumns.join(","));
@@ -249,6 +263,9 @@ export class RunsView {
   showBest(body) {
     const better = body.direction === "max" ? "higher" : "lower";
     this.bestNote.textContent = body.best_reason ? `★ ${body.best_reason} (${better} is better)` : `No run has ${body.metric}.`;
+    if (!this.metricChosen && this.bestBy) {
+      this.bestNote.append(el("span", {class: "muted", "data-best-why": ""}, ` · ${body.metric} by default: ${this.bestBy.reason}`));
+    }
     this.bestNote.hidden = false;
   }
 
