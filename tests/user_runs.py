@@ -79,3 +79,42 @@ def log_scored_experiment(store: Store, name: str = SCORED) -> list[str]:
         client.set_terminated(run.info.run_id)
         run_ids.append(run.info.run_id)
     return run_ids
+
+
+NESTED = "nested"
+# name: (parent name, roc_auc); a parent is started before its children, the fluent way.
+NESTED_RUNS: dict[str, tuple[str | None, float]] = {
+    "baseline": (None, 0.80),
+    "sweep": (None, 0.82),
+    "trial-1": ("sweep", 0.79),
+    "trial-2": ("sweep", 0.91),  # the best run of the experiment: a child
+    "trial-3": ("sweep", 0.85),
+    "trial-3-refit": ("trial-3", 0.84),  # a grandchild
+    "ensemble": (None, 0.86),
+    "doomed": (None, 0.50),  # deleted afterwards: its child becomes an orphan at the top level
+    "orphan": ("doomed", 0.60),
+}
+
+
+def log_nested_experiment(store: Store, name: str = NESTED) -> dict[str, str]:
+    """Nested runs with `mlflow.start_run(nested=True)` (a sweep with children and a grandchild), two plain
+    runs and an orphan whose parent was deleted. Run ids by name."""
+    experiment_id = store.experiment(name)
+    runs: dict[str, str] = {}
+    with mlflow_state_kept():
+        bind_fluent_api(store.settings())
+
+        def log(run_name: str) -> None:
+            with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True) as run:
+                mlflow.log_metrics({"roc_auc": NESTED_RUNS[run_name][1],
+                                    "accuracy": round(NESTED_RUNS[run_name][1] - 0.05, 2)})
+                runs[run_name] = run.info.run_id
+                for child, (parent, _) in NESTED_RUNS.items():
+                    if parent == run_name:
+                        log(child)
+
+        for run_name, (parent, _) in NESTED_RUNS.items():
+            if parent is None:
+                log(run_name)
+    store.client().delete_run(runs["doomed"])
+    return runs

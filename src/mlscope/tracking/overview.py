@@ -8,11 +8,12 @@ from datetime import datetime
 
 from mlflow.entities import Experiment, ViewType
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pydantic import BaseModel
 
 from mlscope.tracking import registry
 from mlscope.tracking.best_by import BestBy, Source, best_by
-from mlscope.tracking.index import MetricCounts, RunIndex
+from mlscope.tracking.index import TOP_LEVEL, MetricCounts, RunIndex, TreeLevel
 from mlscope.tracking.index.models import BestRun
 from mlscope.tracking.runs import best_run, infer_direction, list_runs
 
@@ -28,6 +29,9 @@ class RunSummary(BaseModel):
     registered: str | None
     is_best: bool
     params: dict[str, str] = {}
+    parent_run_id: str | None = None  # its mlflow.parentRunId tag
+    children: int | None = None  # tree pages: how many child runs it has
+    contains_best: bool = False  # the best run is below it in the tree
 
 
 class RunList(BaseModel):
@@ -67,6 +71,8 @@ def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str
         )
         for r in rows
     ]
+    for summary, row in zip(runs, rows, strict=True):
+        summary.parent_run_id = row.tags.get(MLFLOW_PARENT_RUN_ID)
     reason = f"best by {metric}, {best.metrics[metric]:.4f}" if best else None
     return RunList(experiment=experiment, metric=metric, direction=direction, metric_source=choice.source,
                    metric_reason=choice.reason, best_run_id=best.run_id if best else None, best_reason=reason,
@@ -87,6 +93,9 @@ class RunPageView(BaseModel):
     metric_reason: str
     best_run_id: str | None
     best_reason: str | None
+    tree: bool
+    parent: str | None
+    best_path: list[str]
     runs: list[RunSummary]
 
 
@@ -112,16 +121,22 @@ def experiment_headline(index: RunIndex, experiment: str, metric: str, direction
 
 def run_page(index: RunIndex, client: MlflowClient, experiment: str, model_name: str, *, order_by: str,
              filter_string: str, offset: int, limit: int, metric: str | None, direction: str | None,
-             headline: str) -> RunPageView:
+             headline: str, tree: bool = False, parent: str | None = None) -> RunPageView:
     """Runs `offset`.. of the experiment's runs matching the filter, in `order_by` order (MLflow syntax); the
-    best of all its runs by `metric` (the experiment's default metric when None)."""
+    best of all its runs by `metric` (the experiment's default metric when None) and the runs that hold it in
+    the tree. With `tree`, only top-level runs; with `parent`, only that run's children; both with their
+    number of children (one more query)."""
     experiment_id = index.experiment_id(experiment)
+    level = TreeLevel(parent=parent) if parent else TOP_LEVEL if tree else None
     page = index.page(experiment_id, filter_string=filter_string, order_by=[order_by] if order_by else [],
-                      offset=offset, limit=limit)
+                      offset=offset, limit=limit, level=level)
     choice = experiment_best_by(index, experiment_id, headline, metric, direction)
     metric, direction = choice.metric, choice.direction
     best = index.best(experiment_id, metric, direction)  # type: ignore[arg-type]
     best_id = best.run.run_id if best else None
+    best_path = index.ancestors(experiment_id, best_id) if best and MLFLOW_PARENT_RUN_ID in best.run.tags else []
+    counts = None if level is None else index.child_counts(experiment_id, [r.run_id for r in page.runs],
+                                                           filter_string=filter_string)
     labels = registry.version_labels(client, model_name)
     runs = [
         RunSummary(run_id=r.run_id, name=r.run_name or r.run_id[:8], status=r.status,
@@ -130,9 +145,14 @@ def run_page(index: RunIndex, client: MlflowClient, experiment: str, model_name:
                    registered=labels.get(r.run_id), is_best=r.run_id == best_id, params=r.params)
         for r in page.runs
     ]
+    for summary, run in zip(runs, page.runs, strict=True):
+        summary.parent_run_id = run.tags.get(MLFLOW_PARENT_RUN_ID)
+        summary.children = None if counts is None else counts.get(run.run_id, 0)
+        summary.contains_best = run.run_id in best_path
     return RunPageView(experiment=experiment, total=page.total, offset=page.offset, limit=page.limit,
                        order_by=order_by, metric=metric, direction=direction, metric_source=choice.source,
-                       metric_reason=choice.reason, best_run_id=best_id, best_reason=best_reason(best), runs=runs)
+                       metric_reason=choice.reason, best_run_id=best_id, best_reason=best_reason(best),
+                       tree=level is not None, parent=parent or None, best_path=best_path, runs=runs)
 
 
 def experiment_best_by(index: RunIndex, experiment_id: str, headline: str, picked: str | None = None,

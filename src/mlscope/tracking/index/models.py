@@ -9,6 +9,20 @@ from typing import Literal, Protocol
 
 Direction = Literal["max", "min"]
 Backend = Literal["sql", "api"]
+MAX_DEPTH = 100  # parent links followed up from a run at most
+
+
+@dataclass(frozen=True, slots=True)
+class TreeLevel:
+    """One level of the tree of nested runs (MLflow's `mlflow.parentRunId` tag): the top level when `parent` is
+    None — runs whose parent tag names no other run of the experiment in the view (none, deleted, another
+    experiment's, unknown) — else the children of run `parent`."""
+
+    parent: str | None = None
+
+
+TOP_LEVEL = TreeLevel()
+Level = TreeLevel | None  # None: every run, flat
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,9 +55,14 @@ def runs_page(
     limit: Annotated[int, Query(ge=1, le=1000, description="Runs per page.")] = 100,
     metric: Metric = None,
     direction: Direction = None,
+    tree: Annotated[bool, Query(description="Only top-level runs (no parent run in the experiment), each with "
+                                            "its number of child runs.")] = False,
+    parent: Annotated[str | None, Query(description="Only the child runs of this run (its nested runs), each "
+                                                    "with its number of children.")] = None,
 ) -> RunPageView:
-    """One page of an experiment's runs, sorted and filtered by the server (fast on 10,000+ runs)."""
+    """One page of an experiment's runs, sorted and filtered by the server (fast on 10,000+ runs); or one level
+    of the tree of nested runs (`tree`, `parent`). The best run is over all runs, children included."""
     settings = web.settings
     return run_page(web.index, web.client, experiment or settings.experiment_name, settings.model_name,
                     order_by=order_by, filter_string=filter, offset=offset, limit=limit,
-                    metric=metric, direction=direction, headline=settings.headline_metric)
+                    metric=metric, direction=direction, headline=settings.headline_metric, tree=tree, parent=parent)
