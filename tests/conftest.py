@@ -103,6 +103,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, o
     yield store, result
 
 
+@pytest.fixture(scope="session")
+def user_logged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, object]:
+    """Experiments logged as MLflow users log them (tests/user_runs.py), shared read-only: `autolog` (real
+    mlflow.sklearn.autolog runs, a GridSearchCV with child runs), `scored` and `nested` (start_run(nested=True))."""
+    from tests.user_runs import log_autolog_experiment, log_nested_experiment, log_scored_experiment
+
+    store = Store(tmp_path_factory.mktemp("user-logged"))
+    autolog = log_autolog_experiment(store)
+    log_scored_experiment(store)
+    log_nested_experiment(store)
+    return store, autolog
+
+
 def copy_of(store: Store, root: Path) -> Store:
     """A copy of `store`'s database in `root` (its artifacts stay shared): for tests that change aliases
     or tags without touching the session's trained store."""

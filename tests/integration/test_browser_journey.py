@@ -35,9 +35,10 @@ def test_from_the_experiment_to_a_promoted_model(trained: tuple[Store, object], 
         page.goto(url)
         page.click("[data-experiments] a:text-is('titanic')")
         page.wait_for_selector("[data-rows] .row")
-        assert len(names(page)) == 4 and page.inner_text("[data-count]") == "4 run(s)"
+        assert len(names(page)) == 4 and page.inner_text("[data-count]") == "4 top-level run(s)"
         assert page.locator(".row.best .name").inner_text() == "logistic-regression"
-        assert page.inner_text("[data-best-note]") == "★ best by roc_auc, 0.8437 (higher is better)"
+        assert page.inner_text("[data-best-note]") == ("★ best by roc_auc, 0.8437 (higher is better) · roc_auc by "
+                                                       "default: the headline metric, in 4 of 4 finished runs")
 
         # Sort by name, then filter with MLflow's syntax.
         page.click("button[data-sort='attributes.run_name']")

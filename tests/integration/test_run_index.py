@@ -17,9 +17,10 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlscope.errors import BadInput, NotFound
-from mlscope.tracking.index import IndexedRun, RunIndex
+from mlscope.tracking.index import TOP_LEVEL, IndexedRun, MetricCounts, RunIndex, TreeLevel
 from mlscope.tracking.index import run_index as run_index_module
 from mlscope.tracking.index.api import from_mlflow
 from mlscope.tracking.runs import best_run, list_runs
@@ -51,6 +52,7 @@ class Observed:
     start_times: list[int] = field(default_factory=list)
     end_times: list[int] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
+    deleted: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def _seed_run(client: MlflowClient, experiment_id: str, rng: random.Random, numb
         observed.end_times.append(end)
     if rng.random() < 0.08:
         client.delete_run(run_id)
+        observed.deleted.add(run_id)
     observed.start_times.append(start)
     observed.run_ids.append(run_id)
     for metric in metrics:
@@ -132,9 +135,37 @@ def seed(uri: str, artifacts: Path) -> tuple[str, Observed]:
     observed = Observed()
     for number in range(RUNS):
         _seed_run(client, experiment_id, rng, number, observed)
+    others = Observed()
     for number in range(5):
-        _seed_run(client, other, rng, number, Observed())
+        _seed_run(client, other, rng, number, others)
+    nest(client, observed, others)
     return experiment_id, observed
+
+
+def nest(client: MlflowClient, observed: Observed, others: Observed) -> None:
+    """Parent tags as nested runs carry them (mlflow.parentRunId), on a separate seed so the runs above stay as
+    they were: about a third of the live runs get an earlier run as parent (chains up to several levels; some
+    parents deleted, so their children are orphans), a few a run of the other experiment or an unknown run;
+    one run is its own parent and two are each other's."""
+    rng = random.Random(SEED + 7)
+    alive = [run_id for run_id in observed.run_ids if run_id not in observed.deleted]
+    for position, run_id in enumerate(observed.run_ids):
+        if run_id in observed.deleted or position == 0:
+            continue
+        roll = rng.random()
+        if roll < 0.35:
+            parent = rng.choice(observed.run_ids[:position])
+        elif roll < 0.38:
+            parent = rng.choice(others.run_ids)
+        elif roll < 0.40:
+            parent = "f" * 32
+        else:
+            continue
+        client.set_tag(run_id, MLFLOW_PARENT_RUN_ID, parent)
+    loners = [run_id for run_id in alive if MLFLOW_PARENT_RUN_ID not in client.get_run(run_id).data.tags]
+    client.set_tag(loners[0], MLFLOW_PARENT_RUN_ID, loners[0])
+    client.set_tag(loners[1], MLFLOW_PARENT_RUN_ID, loners[2])
+    client.set_tag(loners[2], MLFLOW_PARENT_RUN_ID, loners[1])
 
 
 def _open(uri: str, artifacts: Path) -> Iterator[Seeded]:
@@ -491,6 +522,147 @@ def test_best_agrees_with_the_overview_rule(seeded: Seeded) -> None:
             assert (got and got.run.run_id) == (expected and expected.run_id)
 
 
+def expected_counts(runs: list[IndexedRun]) -> MetricCounts:
+    """Per metric key, the runs with a non-NaN latest value, all and FINISHED (keys no finished run has are
+    left out of the second), counted plainly from MLflow's answer."""
+    present: dict[str, int] = {}
+    present_finished: dict[str, int] = {}
+    for run in runs:
+        for key, value in run.metrics.items():
+            if not math.isnan(value):
+                present[key] = present.get(key, 0) + 1
+                if run.status == "FINISHED":
+                    present_finished[key] = present_finished.get(key, 0) + 1
+    return MetricCounts(runs=len(runs), finished=sum(run.status == "FINISHED" for run in runs), present=present,
+                        present_finished=present_finished)
+
+
+@pytest.mark.parametrize("view", [ViewType.ACTIVE_ONLY, ViewType.ALL, ViewType.DELETED_ONLY])
+def test_metric_counts_match_mlflow_over_sql_and_the_api(seeded: Seeded, view: int) -> None:
+    """What the default "best by" metric is chosen from: one SQL query, the same numbers through the API."""
+    want = expected_counts(mlflow_runs(seeded, Case("", (), view, "accuracy", "max")))
+    assert want.runs and want.present and want.present != want.present_finished  # the seeding covers both
+    assert seeded.index.metric_counts(seeded.experiment_id, view=view) == want
+    with RunIndex(seeded.uri, accepted_revisions=frozenset()) as over_api:
+        assert over_api.backend == "api"
+        assert over_api.metric_counts(seeded.experiment_id, view=view) == want
+
+
+# --- nested runs: the tree's levels, child counts, ancestors ---------------------------------------
+
+
+def parent_in_view(run: IndexedRun, in_view: set[str]) -> str | None:
+    """The documented rule: a run's parent is the run its mlflow.parentRunId tag names, if that is another run
+    of the experiment in the view."""
+    parent = run.tags.get(MLFLOW_PARENT_RUN_ID)
+    return parent if parent in in_view and parent != run.run_id else None
+
+
+def expected_tree(seeded: Seeded, case: Case) -> tuple[list[IndexedRun], dict[str, list[IndexedRun]]]:
+    """MLflow's answer for the case split into the top level and each parent's children (same order)."""
+    want = mlflow_runs(seeded, case)
+    in_view = {run.run_id for run in mlflow_runs(seeded, Case("", (), case.view, "accuracy", "max"))}
+    top = [run for run in want if parent_in_view(run, in_view) is None]
+    children: dict[str, list[IndexedRun]] = {}
+    for run in want:
+        parent = run.tags.get(MLFLOW_PARENT_RUN_ID)
+        if parent is not None and parent != run.run_id:
+            children.setdefault(parent, []).append(run)
+    return top, children
+
+
+def expected_ancestors(seeded: Seeded, view: int, run_id: str) -> list[str]:
+    by_id = {run.run_id: run for run in mlflow_runs(seeded, Case("", (), view, "accuracy", "max"))}
+    path, parent = [], by_id[run_id].tags.get(MLFLOW_PARENT_RUN_ID)
+    while parent in by_id and parent != run_id and parent not in path:
+        path.append(parent)
+        parent = by_id[parent].tags.get(MLFLOW_PARENT_RUN_ID)
+    return path[::-1]
+
+
+def level_pages(index: RunIndex, experiment_id: str, case: Case, level: TreeLevel) -> list[IndexedRun]:
+    found, offset, totals = [], 0, set()
+    while True:
+        page = index.page(experiment_id, filter_string=case.filter_string, order_by=case.order_by, offset=offset,
+                          limit=PAGE, view=case.view, level=level)
+        found += page.runs
+        totals.add(page.total)
+        if page.next_offset is None:
+            assert totals == {len(found)}
+            return found
+        offset = page.next_offset
+
+
+def assert_tree_matches(index: RunIndex, seeded: Seeded, case: Case, number: int) -> None:
+    top, children = expected_tree(seeded, case)
+    experiment_id = seeded.experiment_id
+    assert [comparable(run) for run in level_pages(index, experiment_id, case, TOP_LEVEL)] == [
+        comparable(run) for run in top]
+    rng = random.Random(number)
+    parents = sorted(children)
+    for parent in rng.sample(parents, min(4, len(parents))) + ["0" * 32]:
+        got = level_pages(index, experiment_id, case, TreeLevel(parent=parent))
+        assert [run.run_id for run in got] == [run.run_id for run in children.get(parent, [])]
+    listed = [run.run_id for run in mlflow_runs(seeded, case)]
+    counts = index.child_counts(experiment_id, listed + ["0" * 32], filter_string=case.filter_string, view=case.view)
+    assert counts == {parent: len(kids) for parent, kids in children.items() if parent in set(listed)}
+    for run_id in rng.sample(listed, min(5, len(listed))):
+        assert index.ancestors(experiment_id, run_id, view=case.view) == expected_ancestors(seeded, case.view, run_id)
+
+
+def test_the_seeded_tree_has_chains_orphans_and_loops(sqlite_seeded: Seeded) -> None:
+    """Guard the nesting: children, grandchildren, orphans of deleted or foreign parents, a self-parent."""
+    case = Case("", (), ViewType.ACTIVE_ONLY, "accuracy", "max")
+    runs = mlflow_runs(sqlite_seeded, case)
+    in_view = {run.run_id for run in runs}
+    top, children = expected_tree(sqlite_seeded, case)
+    tagged = [run for run in runs if MLFLOW_PARENT_RUN_ID in run.tags]
+    assert 60 < len(tagged) and len(top) < len(runs) - 50
+    assert any(run.tags[MLFLOW_PARENT_RUN_ID] in sqlite_seeded.observed.deleted for run in tagged)
+    assert any(run in top for run in tagged)  # orphans
+    assert max(len(expected_ancestors(sqlite_seeded, case.view, run.run_id)) for run in runs) >= 3
+    assert any(run.tags[MLFLOW_PARENT_RUN_ID] == run.run_id for run in tagged)
+    assert any(len(kids) > 3 for kids in children.values())
+    assert any(parent_in_view(run, in_view) is None and run.tags[MLFLOW_PARENT_RUN_ID] in in_view for run in tagged)
+
+
+@pytest.mark.parametrize("number", range(0, CASES, 3))
+def test_tree_levels_child_counts_and_ancestors_match_mlflow(seeded: Seeded, number: int) -> None:
+    """SQL, and MLflow's API behind the same RunIndex, against the rule applied to MLflow's search_runs."""
+    case = make_case(number, seeded.observed)
+    try:
+        mlflow_runs(seeded, case)
+    except MlflowException:
+        return
+    assert_tree_matches(seeded.index, seeded, case, number)
+    if number % 9 == 0:
+        with RunIndex(seeded.uri, accepted_revisions=frozenset()) as over_api:
+            assert over_api.backend == "api"
+            assert_tree_matches(over_api, seeded, case, number)
+
+
+def test_runs_in_a_parent_loop_are_in_no_tree_level(sqlite_seeded: Seeded) -> None:
+    """Two runs naming each other as parent have a parent in the view: not top level, each other's child; a
+    run naming itself is top level, and never its own child."""
+    case = Case("", (), ViewType.ACTIVE_ONLY, "accuracy", "max")
+    runs = mlflow_runs(sqlite_seeded, case)
+    by_id = {run.run_id: run for run in runs}
+    pair = [run.run_id for run in runs if by_id.get(run.tags.get(MLFLOW_PARENT_RUN_ID, "")) is not None
+            and by_id[run.tags[MLFLOW_PARENT_RUN_ID]].tags.get(MLFLOW_PARENT_RUN_ID) == run.run_id
+            and run.tags[MLFLOW_PARENT_RUN_ID] != run.run_id]
+    assert len(pair) == 2
+    index, experiment_id = sqlite_seeded.index, sqlite_seeded.experiment_id
+    top = {run.run_id for run in level_pages(index, experiment_id, case, TOP_LEVEL)}
+    assert not top & set(pair)
+    assert pair[1] in [run.run_id for run in level_pages(index, experiment_id, case, TreeLevel(parent=pair[0]))]
+    assert index.ancestors(experiment_id, pair[0]) == [pair[1]]
+    itself = next(run.run_id for run in runs if run.tags.get(MLFLOW_PARENT_RUN_ID) == run.run_id)
+    others = sum(run.tags.get(MLFLOW_PARENT_RUN_ID) == itself and run.run_id != itself for run in runs)
+    assert itself in top and index.child_counts(experiment_id, [itself]).get(itself, 0) == others
+    assert itself not in [run.run_id for run in level_pages(index, experiment_id, case, TreeLevel(parent=itself))]
+    assert index.ancestors(experiment_id, itself) == []
+
+
 # --- a remote tracking server: the public REST API ------------------------------------------------
 
 
@@ -538,3 +710,6 @@ def test_a_remote_tracking_server_is_read_through_its_rest_api_with_the_same_ans
     over_sql = sqlite_seeded.index.page(sqlite_seeded.experiment_id, filter_string=case.filter_string,
                                         order_by=case.order_by, limit=1000, view=case.view)
     assert [run.run_id for run in over_sql.runs] == [run.run_id for run in want]
+    if number % 16 == 0:
+        assert_tree_matches(http_seeded.index, http_seeded, case, number)
+

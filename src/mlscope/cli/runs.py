@@ -16,7 +16,9 @@ COLUMNS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 def runs(
     ctx: typer.Context,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
-    metric: Annotated[str, typer.Option(help="Metric that decides the best run.")] = "roc_auc",
+    metric: Annotated[str | None, typer.Option(
+        help="Metric that decides the best run; default: the headline metric if most runs have it, else the "
+             "metric most runs have.")] = None,
     direction: Annotated[str | None, typer.Option(help="'max' or 'min'; inferred from the name.")] = None,
     filter_string: Annotated[str, typer.Option(
         "--filter", help="MLflow search filter; also OR, NOT, parentheses, BETWEEN and IN "
@@ -35,8 +37,9 @@ def runs(
             raise BadInput("--direction must be 'max' or 'min'", field="direction")
         name = experiment or settings.experiment_name
         overview = run_list(make_client(settings), name, model_name or settings.model_name, metric, direction,
-                            filter_string, index)
-        columns = list(COLUMNS) if metric in COLUMNS else [*COLUMNS, metric]
+                            filter_string, index, headline=settings.headline_metric)
+        present = [c for c in COLUMNS if any(c in run.metrics for run in overview.runs)]
+        columns = present if overview.metric in present else [*present, overview.metric]
         table = Table(title=f"{len(overview.runs)} run(s) of experiment '{name}'", title_justify="left",
                       header_style="bold")
         for header in ("", "run", "model type", "status", *columns, "registered", "started"):
@@ -51,4 +54,7 @@ def runs(
             console.print(f"★ {overview.best_reason} ({'higher' if overview.direction == 'max' else 'lower'} "
                           f"is better): {best.name}  (run {best.run_id})")
         elif overview.runs:
-            console.print(f"No finished run has the metric '{metric}'.")
+            console.print(f"No finished run has the metric '{overview.metric}'.")
+        if overview.metric_source != "chosen" and overview.runs:
+            console.print(f"Best by {overview.metric}: {overview.metric_reason} (--metric picks another).",
+                          markup=False, highlight=False)

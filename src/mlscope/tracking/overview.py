@@ -8,9 +8,11 @@ from datetime import datetime
 
 from mlflow.entities import Experiment, ViewType
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pydantic import BaseModel
 
-from mlscope.tracking.index import RunIndex
+from mlscope.tracking.best_by import BestBy, Source, best_by
+from mlscope.tracking.index import TOP_LEVEL, MetricCounts, RunIndex, TreeLevel
 from mlscope.tracking.index.models import BestRun
 from mlscope.tracking.runs import best_run, infer_direction, list_runs
 from mlscope.tracking.version_links import version_labels
@@ -27,12 +29,17 @@ class RunSummary(BaseModel):
     registered: str | None
     is_best: bool
     params: dict[str, str] = {}
+    parent_run_id: str | None = None  # its mlflow.parentRunId tag
+    children: int | None = None  # tree pages: how many child runs it has
+    contains_best: bool = False  # the best run is below it in the tree
 
 
 class RunList(BaseModel):
     experiment: str
     metric: str
     direction: str
+    metric_source: Source
+    metric_reason: str
     best_run_id: str | None
     best_reason: str | None
     runs: list[RunSummary]
@@ -43,11 +50,17 @@ def format_time(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "—"
 
 
-def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str,
-             direction: str | None, filter_string: str = "", index: RunIndex | None = None) -> RunList:
-    """Every active run, newest first, best run flagged; `index` answers filters MLflow cannot (OR, ...)."""
+def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str | None,
+             direction: str | None, filter_string: str = "", index: RunIndex | None = None, *,
+             headline: str) -> RunList:
+    """The experiment's runs (filtered; `index` answers filters MLflow cannot: OR, ...), the best finished run
+    by `metric` — by the experiment's default metric (`best_by`) when None."""
     rows = list_runs(client, experiment, filter_string, index)
-    direction = direction or infer_direction(metric)
+    counts = None
+    if not metric:
+        counts = MetricCounts.of(list_runs(client, experiment) if filter_string else rows)
+    choice = best_by(counts, headline, metric, direction)
+    metric, direction = choice.metric, choice.direction
     best = best_run(rows, metric, direction)
     labels = version_labels(client, model_name)
     runs = [
@@ -59,9 +72,12 @@ def run_list(client: MlflowClient, experiment: str, model_name: str, metric: str
         )
         for r in rows
     ]
+    for summary, row in zip(runs, rows, strict=True):
+        summary.parent_run_id = row.tags.get(MLFLOW_PARENT_RUN_ID)
     reason = f"best by {metric}, {best.metrics[metric]:.4f}" if best else None
-    return RunList(experiment=experiment, metric=metric, direction=direction,
-                   best_run_id=best.run_id if best else None, best_reason=reason, runs=runs)
+    return RunList(experiment=experiment, metric=metric, direction=direction, metric_source=choice.source,
+                   metric_reason=choice.reason, best_run_id=best.run_id if best else None, best_reason=reason,
+                   runs=runs)
 
 
 class RunPageView(BaseModel):
@@ -74,8 +90,13 @@ class RunPageView(BaseModel):
     order_by: str
     metric: str
     direction: str
+    metric_source: Source
+    metric_reason: str
     best_run_id: str | None
     best_reason: str | None
+    tree: bool
+    parent: str | None
+    best_path: list[str]
     runs: list[RunSummary]
 
 
@@ -100,14 +121,23 @@ def experiment_headline(index: RunIndex, experiment: str, metric: str, direction
 
 
 def run_page(index: RunIndex, client: MlflowClient, experiment: str, model_name: str, *, order_by: str,
-             filter_string: str, offset: int, limit: int, metric: str, direction: str | None) -> RunPageView:
-    """Runs `offset`.. of the experiment's runs matching the filter, in `order_by` order (MLflow syntax)."""
-    direction = direction or infer_direction(metric)
+             filter_string: str, offset: int, limit: int, metric: str | None, direction: str | None,
+             headline: str, tree: bool = False, parent: str | None = None) -> RunPageView:
+    """Runs `offset`.. of the experiment's runs matching the filter, in `order_by` order (MLflow syntax); the
+    best of all its runs by `metric` (the experiment's default metric when None) and the runs that hold it in
+    the tree. With `tree`, only top-level runs; with `parent`, only that run's children; both with their
+    number of children (one more query)."""
     experiment_id = index.experiment_id(experiment)
+    level = TreeLevel(parent=parent) if parent else TOP_LEVEL if tree else None
     page = index.page(experiment_id, filter_string=filter_string, order_by=[order_by] if order_by else [],
-                      offset=offset, limit=limit)
+                      offset=offset, limit=limit, level=level)
+    choice = experiment_best_by(index, experiment_id, headline, metric, direction)
+    metric, direction = choice.metric, choice.direction
     best = index.best(experiment_id, metric, direction)  # type: ignore[arg-type]
     best_id = best.run.run_id if best else None
+    best_path = index.ancestors(experiment_id, best_id) if best and MLFLOW_PARENT_RUN_ID in best.run.tags else []
+    counts = None if level is None else index.child_counts(experiment_id, [r.run_id for r in page.runs],
+                                                           filter_string=filter_string)
     labels = version_labels(client, model_name)
     runs = [
         RunSummary(run_id=r.run_id, name=r.run_name or r.run_id[:8], status=r.status,
@@ -116,9 +146,20 @@ def run_page(index: RunIndex, client: MlflowClient, experiment: str, model_name:
                    registered=labels.get(r.run_id), is_best=r.run_id == best_id, params=r.params)
         for r in page.runs
     ]
+    for summary, run in zip(runs, page.runs, strict=True):
+        summary.parent_run_id = run.tags.get(MLFLOW_PARENT_RUN_ID)
+        summary.children = None if counts is None else counts.get(run.run_id, 0)
+        summary.contains_best = run.run_id in best_path
     return RunPageView(experiment=experiment, total=page.total, offset=page.offset, limit=page.limit,
-                       order_by=order_by, metric=metric, direction=direction, best_run_id=best_id,
-                       best_reason=best_reason(best), runs=runs)
+                       order_by=order_by, metric=metric, direction=direction, metric_source=choice.source,
+                       metric_reason=choice.reason, best_run_id=best_id, best_reason=best_reason(best),
+                       tree=level is not None, parent=parent or None, best_path=best_path, runs=runs)
+
+
+def experiment_best_by(index: RunIndex, experiment_id: str, headline: str, picked: str | None = None,
+                       direction: str | None = None) -> BestBy:
+    """The metric that decides the experiment's best run: `picked`, else its default (one counting query)."""
+    return best_by(None if picked else index.metric_counts(experiment_id), headline, picked, direction)
 
 
 def best_reason(best: BestRun | None) -> str | None:
@@ -133,6 +174,8 @@ class ExperimentSummary(BaseModel):
     last_activity: int | None
     metric: str
     direction: str
+    metric_source: Source
+    metric_reason: str
     best_value: float | None
     best_run_id: str | None
     best_run_name: str | None
@@ -140,26 +183,30 @@ class ExperimentSummary(BaseModel):
 
 class ExperimentList(BaseModel):
     metric: str
+    metric_source: Source
     experiments: list[ExperimentSummary]
 
 
-def experiment_list(client: MlflowClient, index: RunIndex, metric: str) -> ExperimentList:
-    """Every active experiment with its number of runs, last activity and best value of `metric`."""
-    direction = infer_direction(metric)
+def experiment_list(client: MlflowClient, index: RunIndex, metric: str | None, headline: str) -> ExperimentList:
+    """Every active experiment with its number of runs, last activity and best value of `metric` — when None,
+    of each experiment's own default metric (`best_by`)."""
     summaries = []
     for experiment in _all_experiments(client):
         experiment_id = str(experiment.experiment_id)
         latest = index.page(experiment_id, order_by=["attributes.start_time DESC"], limit=1)
         last = latest.runs[0] if latest.runs else None
         activity = [t for t in (experiment.last_update_time, last and (last.end_time or last.start_time)) if t]
-        best = index.best(experiment_id, metric, direction)  # type: ignore[arg-type]
+        choice = experiment_best_by(index, experiment_id, headline, metric)
+        best = index.best(experiment_id, choice.metric, choice.direction)  # type: ignore[arg-type]
         summaries.append(ExperimentSummary(
             experiment_id=experiment_id, name=experiment.name, runs=latest.total,
-            last_activity=max(activity) if activity else None, metric=metric, direction=direction,
-            best_value=best.value if best else None, best_run_id=best.run.run_id if best else None,
+            last_activity=max(activity) if activity else None, metric=choice.metric, direction=choice.direction,
+            metric_source=choice.source, metric_reason=choice.reason, best_value=best.value if best else None,
+            best_run_id=best.run.run_id if best else None,
             best_run_name=(best.run.run_name or best.run.run_id[:8]) if best else None))
     summaries.sort(key=lambda e: -(e.last_activity or 0))
-    return ExperimentList(metric=metric, experiments=summaries)
+    return ExperimentList(metric=metric or headline, metric_source="chosen" if metric else "headline",
+                          experiments=summaries)
 
 
 def _all_experiments(client: MlflowClient) -> list[Experiment]:
@@ -177,8 +224,15 @@ class ExperimentColumns(BaseModel):
     experiment: str
     metrics: list[str]
     params: list[str]
+    metric_runs: dict[str, int]
+    best_by: BestBy
 
 
-def experiment_columns(index: RunIndex, experiment: str) -> ExperimentColumns:
-    metrics, params = index.keys(index.experiment_id(experiment))
-    return ExperimentColumns(experiment=experiment, metrics=metrics, params=params)
+def experiment_columns(index: RunIndex, experiment: str, headline: str) -> ExperimentColumns:
+    """The metric and param keys of the experiment's runs, how many runs have each metric (not NaN), and
+    its default "best by" metric."""
+    experiment_id = index.experiment_id(experiment)
+    metrics, params = index.keys(experiment_id)
+    counts = index.metric_counts(experiment_id)
+    return ExperimentColumns(experiment=experiment, metrics=metrics, params=params, metric_runs=counts.present,
+                             best_by=best_by(counts, headline))

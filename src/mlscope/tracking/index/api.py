@@ -17,11 +17,12 @@ from typing import TypeVar
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mlscope.errors import BadInput, TrackingUnavailable
 from mlscope.tracking.client import tracking_failure
 from mlscope.tracking.index.boolean_filter import Expression, Leaf, matching_ids, split_conjunction
-from mlscope.tracking.index.models import Direction, IndexedRun, RunMatrix, RunPage
+from mlscope.tracking.index.models import MAX_DEPTH, Direction, IndexedRun, Level, MetricCounts, RunMatrix, RunPage
 from mlscope.tracking.index.translate import one_line
 
 T = TypeVar("T")
@@ -76,8 +77,13 @@ class ApiBackend:
         return [] if experiment is None else [(experiment.experiment_id, None)]
 
     def page(self, experiment_id: str, search: Search, order_by: Sequence[str], stages: list[str],
-             offset: int, limit: int) -> RunPage:
+             offset: int, limit: int, level: Level = None) -> RunPage:
         found = self.matching(experiment_id, search, order_by, stages)
+        if level is not None and level.parent is not None:
+            found = [run for run in found if _parent_tag(run) == level.parent and run.run_id != level.parent]
+        elif level is not None:
+            parents = self._parents(experiment_id, stages)
+            found = [run for run in found if parents.get(run.run_id) is None]
         return RunPage(runs=found[offset:offset + limit], total=len(found), offset=offset, limit=limit, backend="api")
 
     def best(self, experiment_id: str, search: Search, stages: list[str], metric: str,
@@ -93,6 +99,37 @@ class ApiBackend:
             metrics={key: [run.metrics.get(key) for run in found] for key in metric_keys},
             params={key: [run.params.get(key) for run in found] for key in param_keys}, backend="api",
         )
+
+    def metric_counts(self, experiment_id: str, stages: list[str]) -> MetricCounts:
+        return MetricCounts.of(self.all_runs(experiment_id, "", (), stages))
+
+    def child_counts(self, experiment_id: str, search: Search, stages: list[str],
+                     run_ids: Sequence[str]) -> dict[str, int]:
+        wanted = set(run_ids)
+        found: dict[str, int] = {}
+        for run in self.matching(experiment_id, search, (), stages):
+            parent = _parent_tag(run)
+            if parent in wanted and parent != run.run_id:
+                found[parent] = found.get(parent, 0) + 1  # type: ignore[index]
+        return found
+
+    def ancestors(self, experiment_id: str, stages: list[str], run_id: str) -> list[str]:
+        """Nearest first, as far as the parents are runs of the experiment in the view (MAX_DEPTH at most)."""
+        by_id = {run.run_id: run for run in self.all_runs(experiment_id, "", (), stages)}
+        start = by_id.get(run_id) or self.runs_by_id([run_id]).get(run_id)
+        found: list[str] = []
+        parent = _parent_tag(start) if start else None
+        while parent in by_id and parent not in found and len(found) < MAX_DEPTH:
+            found.append(parent)  # type: ignore[arg-type]
+            parent = _parent_tag(by_id[parent])  # type: ignore[index]
+        return found
+
+    def _parents(self, experiment_id: str, stages: list[str]) -> dict[str, str | None]:
+        """Each run's parent, where its parent tag names another run of the experiment in the view."""
+        found = self.all_runs(experiment_id, "", (), stages)
+        ids = {run.run_id for run in found}
+        return {run.run_id: parent if (parent := _parent_tag(run)) in ids and parent != run.run_id else None
+                for run in found}
 
     def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, IndexedRun]:
         found: dict[str, IndexedRun] = {}
@@ -152,6 +189,10 @@ class ApiBackend:
 
 def _all_of(clauses: list[str]) -> str:
     return " AND ".join(clauses)
+
+
+def _parent_tag(run: IndexedRun) -> str | None:
+    return run.tags.get(MLFLOW_PARENT_RUN_ID)
 
 
 def _call(action: Callable[[], T]) -> T:

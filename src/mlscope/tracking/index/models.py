@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 Direction = Literal["max", "min"]
 Backend = Literal["sql", "api"]
+MAX_DEPTH = 100  # parent links followed up from a run at most
+
+
+@dataclass(frozen=True, slots=True)
+class TreeLevel:
+    """One level of the tree of nested runs (MLflow's `mlflow.parentRunId` tag): the top level when `parent` is
+    None — runs whose parent tag names no other run of the experiment in the view (none, deleted, another
+    experiment's, unknown) — else the children of run `parent`."""
+
+    parent: str | None = None
+
+
+TOP_LEVEL = TreeLevel()
+Level = TreeLevel | None  # None: every run, flat
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +68,42 @@ class BestRun:
     metric: str
     direction: Direction
     value: float
+
+
+class _Scored(Protocol):
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def metrics(self) -> Mapping[str, float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MetricCounts:
+    """How many runs have each metric (a latest value that is not NaN): among all runs (`runs`, `present`)
+    and among the FINISHED ones (`finished`, `present_finished`)."""
+
+    runs: int
+    finished: int
+    present: dict[str, int]
+    present_finished: dict[str, int]
+
+    @classmethod
+    def of(cls, found: Iterable[_Scored]) -> MetricCounts:
+        """Counted from runs already read (the API path, `mlscope runs`)."""
+        runs = finished = 0
+        present: dict[str, int] = {}
+        present_finished: dict[str, int] = {}
+        for run in found:
+            done = run.status == "FINISHED"
+            runs += 1
+            finished += done
+            for key, value in run.metrics.items():
+                if not math.isnan(value):
+                    present[key] = present.get(key, 0) + 1
+                    present_finished[key] = present_finished.get(key, 0) + done
+        return cls(runs=runs, finished=finished, present=present,
+                   present_finished={key: n for key, n in present_finished.items() if n})
 
 
 @dataclass(frozen=True, slots=True)

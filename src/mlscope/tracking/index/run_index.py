@@ -20,7 +20,8 @@ from mlscope.config import Settings
 from mlscope.errors import BadInput, NotFound, TrackingUnavailable
 from mlscope.tracking.index import boolean_filter, schema, translate
 from mlscope.tracking.index.api import ApiBackend, Search
-from mlscope.tracking.index.models import Backend, BestRun, Direction, RunComparison, RunMatrix, RunPage
+from mlscope.tracking.index.models import (Backend, BestRun, Direction, Level, MetricCounts, RunComparison,
+                                          RunMatrix, RunPage)
 from mlscope.tracking.index.sql import SqlBackend
 
 T = TypeVar("T")
@@ -63,16 +64,45 @@ class RunIndex:
         return found[0][0]
 
     def page(self, experiment_id: str, *, filter_string: str = "", order_by: Sequence[str] = (), offset: int = 0,
-             limit: int = 100, view: int = ViewType.ACTIVE_ONLY) -> RunPage:
+             limit: int = 100, view: int = ViewType.ACTIVE_ONLY, level: Level = None) -> RunPage:
         """Runs `offset`..`offset+limit` of those matching `filter_string` (MLflow search syntax, or a
         boolean expression of it: see boolean_filter.py) in the order of `order_by` (MLflow syntax, e.g.
-        ["metrics.accuracy DESC", "params.lr"]), and their total."""
+        ["metrics.accuracy DESC", "params.lr"]), and their total. With a `level` (TOP_LEVEL or
+        TreeLevel(parent=run_id)) only the runs of that level of the tree of nested runs; the filter and the
+        order then apply within it."""
         _check_window(offset, limit)
         parsed, stages = self._prepare(filter_string, order_by, view)
         sql = self._sql_for(parsed)
         if sql is None:
-            return self._api.page(experiment_id, _search(filter_string, parsed), order_by, stages, offset, limit)
-        return _sql_call(lambda: sql.page(experiment_id, parsed, order_by, stages, offset, limit))
+            return self._api.page(experiment_id, _search(filter_string, parsed), order_by, stages, offset, limit,
+                                  level)
+        return _sql_call(lambda: sql.page(experiment_id, parsed, order_by, stages, offset, limit, level))
+
+    def child_counts(self, experiment_id: str, run_ids: Sequence[str], *, filter_string: str = "",
+                     view: int = ViewType.ACTIVE_ONLY) -> dict[str, int]:
+        """How many runs of the experiment matching the filter name each of `run_ids` as their parent (runs
+        without children are left out). One query per 500 run ids on SQL stores."""
+        parsed, stages = self._prepare(filter_string, (), view)
+        if not run_ids:
+            return {}
+        sql = self._sql_for(parsed)
+        if sql is None:
+            return self._api.child_counts(experiment_id, _search(filter_string, parsed), stages, run_ids)
+        return _sql_call(lambda: sql.child_counts(experiment_id, parsed, stages, run_ids))
+
+    def ancestors(self, experiment_id: str, run_id: str, *, view: int = ViewType.ACTIVE_ONLY) -> list[str]:
+        """The parent, grandparent, ... of a run among the experiment's runs in the view, outermost first: the
+        rows that hold it when the tree is collapsed. A chain that loops back ends before the repeat."""
+        _, stages = self._prepare("", (), view)
+        sql = self._sql_backend()
+        found = (self._api.ancestors(experiment_id, stages, run_id) if sql is None
+                 else _sql_call(lambda: sql.ancestors(experiment_id, stages, run_id)))
+        path: list[str] = []
+        for ancestor in found:
+            if ancestor == run_id or ancestor in path:
+                break
+            path.append(ancestor)
+        return path[::-1]
 
     def best(self, experiment_id: str, metric: str, direction: Direction = "max", *, filter_string: str = "",
              view: int = ViewType.ACTIVE_ONLY) -> BestRun | None:
@@ -109,6 +139,15 @@ class RunIndex:
             return (sorted({key for run in found for key in run.metrics}),
                     sorted({key for run in found for key in run.params}))
         return _sql_call(lambda: sql.keys(experiment_id, stages))
+
+    def metric_counts(self, experiment_id: str, *, view: int = ViewType.ACTIVE_ONLY) -> MetricCounts:
+        """How many runs have each metric (non-NaN), all and FINISHED: what the default "best by" metric
+        is chosen from (`mlscope.tracking.best_by`). One query on SQL stores."""
+        _, stages = self._prepare("", (), view)
+        sql = self._sql_backend()
+        if sql is None:
+            return self._api.metric_counts(experiment_id, stages)
+        return _sql_call(lambda: sql.metric_counts(experiment_id, stages))
 
     def compare(self, run_ids: Sequence[str]) -> RunComparison:
         """Params, metrics and tags of the given runs (any experiment or lifecycle stage), in that order."""

@@ -7,14 +7,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from mlscope.errors import BadInput
 from mlscope.tracking.index import translate
-from mlscope.tracking.index.models import Direction, IndexedRun, RunMatrix, RunPage
+from mlscope.tracking.index.models import (MAX_DEPTH, Direction, IndexedRun, Level, MetricCounts, RunMatrix,
+                                          RunPage)
 from mlscope.tracking.index.schema import POSTGRES, experiments, latest_metrics, params, runs, tags
 
 _INFO = (runs.c.run_uuid, runs.c.name, runs.c.experiment_id, runs.c.status, runs.c.start_time, runs.c.end_time,
@@ -41,8 +42,8 @@ class SqlBackend:
             return [(str(row[0]), row[1]) for row in conn.execute(stmt)]
 
     def page(self, experiment_id: str, parsed: translate.Filter, order_by: Sequence[str], stages: list[str],
-             offset: int, limit: int) -> RunPage:
-        where = self._where(experiment_id, parsed, stages)
+             offset: int, limit: int, level: Level = None) -> RunPage:
+        where = self._where(experiment_id, parsed, stages, level)
         order = translate.ordering(order_by)
         stmt = (sa.select(*_INFO, sa.func.count().over().label("total"))
                 .select_from(order.apply(runs)).where(*where).order_by(*order.terms).offset(offset).limit(limit))
@@ -108,16 +109,74 @@ class SqlBackend:
                 for table in (latest_metrics, params)]
         return found[0], found[1]
 
+    def metric_counts(self, experiment_id: str, stages: list[str]) -> MetricCounts:
+        """One query: the run totals (the row whose key is NULL), then per metric key the runs with a
+        non-NaN value, all and FINISHED."""
+        where = self._where(experiment_id, [], stages)
+        finished = sa.func.coalesce(sa.func.sum(sa.case((runs.c.status == "FINISHED", 1), else_=0)), 0)
+        totals = sa.select(sa.cast(sa.null(), sa.String).label("key"), sa.func.count(), finished).where(*where)
+        metric = latest_metrics
+        # Grouping by coalesce(key) (never NULL) instead of the bare key keeps SQLite from walking the
+        # (key, run_uuid) index to spare the GROUP BY sort and looking up each metric row's run: 5x slower.
+        key = sa.func.coalesce(metric.c.key, "")
+        per_key = (sa.select(key, sa.func.count(), finished)
+                   .select_from(runs.join(metric, sa.and_(metric.c.run_uuid == runs.c.run_uuid,
+                                                          metric.c.is_nan == sa.false())))
+                   .where(*where).group_by(key))
+        present: dict[str, int] = {}
+        present_finished: dict[str, int] = {}
+        all_runs = all_finished = 0
+        with self.engine.connect() as conn:
+            for key, count, done in conn.execute(sa.union_all(totals, per_key)):
+                if key is None:
+                    all_runs, all_finished = int(count), int(done)
+                    continue
+                present[key] = int(count)
+                if done:
+                    present_finished[key] = int(done)
+        return MetricCounts(runs=all_runs, finished=all_finished, present=present, present_finished=present_finished)
+
+    def child_counts(self, experiment_id: str, parsed: translate.Filter, stages: list[str],
+                     run_ids: Sequence[str]) -> dict[str, int]:
+        tag = tags.alias("parent_tag")
+        source = runs.join(tag, sa.and_(tag.c.run_uuid == runs.c.run_uuid, tag.c.key == MLFLOW_PARENT_RUN_ID))
+        where = [*self._where(experiment_id, parsed, stages), tag.c.value != runs.c.run_uuid]
+        found: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(run_ids))):
+                stmt = (sa.select(tag.c.value, sa.func.count()).select_from(source)
+                        .where(*where, tag.c.value.in_(chunk)).group_by(tag.c.value))
+                found.update((str(parent), int(count)) for parent, count in conn.execute(stmt))
+        return found
+
+    def ancestors(self, experiment_id: str, stages: list[str], run_id: str) -> list[str]:
+        """One recursive query up the parent tags, nearest first (at most MAX_DEPTH; cycles are cut by the caller)."""
+        tag, owner = tags.alias("parent_tag"), runs.alias("parent_run")
+        chain = sa.select(sa.cast(sa.literal(run_id), sa.String(32)).label("run_uuid"),
+                          sa.cast(sa.literal(0), sa.Integer).label("depth")).cte("chain", recursive=True)
+        step = (sa.select(owner.c.run_uuid, chain.c.depth + 1)
+                .select_from(chain.join(tag, sa.and_(tag.c.run_uuid == chain.c.run_uuid,
+                                                     tag.c.key == MLFLOW_PARENT_RUN_ID))
+                             .join(owner, owner.c.run_uuid == tag.c.value))
+                .where(owner.c.experiment_id == _experiment_number(experiment_id),
+                       owner.c.lifecycle_stage.in_(stages), chain.c.depth < MAX_DEPTH))
+        chain = chain.union_all(step)
+        with self.engine.connect() as conn:
+            found = [str(row[0]) for row in conn.execute(
+                sa.select(chain.c.run_uuid).where(chain.c.depth > 0).order_by(chain.c.depth))]
+        return found
+
     def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, IndexedRun]:
         with self.engine.connect() as conn:
             rows = [row for chunk in _chunks(list(dict.fromkeys(run_ids)))
                     for row in conn.execute(sa.select(*_INFO).where(runs.c.run_uuid.in_(chunk)))]
             return {run.run_id: run for run in self._load(conn, rows)}
 
-    def _where(self, experiment_id: str, parsed: translate.Filter,
-               stages: list[str]) -> list[ColumnElement[bool]]:
-        return [runs.c.experiment_id == _experiment_number(experiment_id), runs.c.lifecycle_stage.in_(stages),
-                *translate.filter_conditions(parsed, self.dialect)]
+    def _where(self, experiment_id: str, parsed: translate.Filter, stages: list[str],
+               level: Level = None) -> list[ColumnElement[bool]]:
+        number = _experiment_number(experiment_id)
+        return [runs.c.experiment_id == number, runs.c.lifecycle_stage.in_(stages),
+                *translate.filter_conditions(parsed, self.dialect), *_level_conditions(level, number, stages)]
 
     def _membership(self, where: list[ColumnElement[bool]], run_ids: list[str]) -> Membership:
         """How a metrics/params query keeps to the matching runs. PostgreSQL gets the ids as one array:
@@ -150,6 +209,21 @@ class SqlBackend:
                 for run_id, key, value in conn.execute(stmt):
                     target[run_id][key] = value
         return [_indexed(row, metrics[row.run_uuid], run_params[row.run_uuid], run_tags[row.run_uuid]) for row in rows]
+
+
+def _level_conditions(level: Level, experiment_number: int, stages: list[str]) -> list[ColumnElement[bool]]:
+    """Top level: no parent tag naming another run of this experiment in these stages. Children: the parent
+    tag names `level` (a run is never its own child)."""
+    if level is None:
+        return []
+    tag = tags.alias("parent_tag")
+    if level.parent is not None:
+        return [sa.exists().where(tag.c.run_uuid == runs.c.run_uuid, tag.c.key == MLFLOW_PARENT_RUN_ID,
+                                  tag.c.value == level.parent), runs.c.run_uuid != level.parent]
+    owner = runs.alias("parent_run")
+    return [~sa.exists().where(tag.c.run_uuid == runs.c.run_uuid, tag.c.key == MLFLOW_PARENT_RUN_ID,
+                               owner.c.run_uuid == tag.c.value, owner.c.run_uuid != runs.c.run_uuid,
+                               owner.c.experiment_id == experiment_number, owner.c.lifecycle_stage.in_(stages))]
 
 
 def _indexed(row: Row[Any], metrics: dict[str, float], run_params: dict[str, str],

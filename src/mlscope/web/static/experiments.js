@@ -1,4 +1,5 @@
-// The experiments list: one row per active experiment, newest activity first.
+// The experiments list: one row per active experiment, newest activity first, with the metric that decides
+// its best run (its own default unless ?metric= picks one for all) and that run.
 import {api, el, fmt, formatTime, guarded, path} from "/static/common.js";
 
 async function load() {
@@ -10,11 +11,13 @@ async function load() {
       ? el("a", {href: `/runs/${path(experiment.best_run_id)}`}, experiment.best_run_name)
       : el("span", {class: "muted"}, "—");
     const tr = el("tr", {"data-experiment": experiment.name});
+    const metric = el("td", {"data-best-by": experiment.metric_source, title: experiment.metric_reason},
+                      experiment.metric);
     tr.append(el("td"), el("td", {class: "num"}, String(experiment.runs)),
-              el("td", {}, formatTime(experiment.last_activity)),
+              el("td", {}, formatTime(experiment.last_activity)), metric,
               el("td", {class: "num"}, fmt(experiment.best_value)), el("td"));
     tr.children[0].append(link);
-    tr.children[4].append(best);
+    tr.children[5].append(best);
     return tr;
   }));
   document.querySelector("[data-empty]").hidden = body.experiments.length > 0;

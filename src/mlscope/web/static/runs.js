@@ -1,10 +1,14 @@
 // The runs view: a virtual table over /api/runs/page. Only the rows in view are in the DOM; sorting and
-// filtering are answered by the server, so 10,000 runs scroll like 10. Columns, best-run metric, direction,
-// filter and order live in the URL, so a view can be bookmarked and shared.
+// filtering are answered by the server, so 10,000 runs scroll like 10. Nested runs show as a tree (top-level
+// runs paged from the server, children fetched when a row opens) unless the flat list is chosen or a filter
+// is set. Columns, best-run metric, direction, filter, order and tree/flat live in the URL, so a view can be
+// bookmarked and shared.
 import {ApiError, api, banner, el, fmt, formatDuration, formatTime, path, sentence} from "/static/common.js";
+import {RunTree, treeNode} from "/static/run_tree.js";
 
 const ROW_HEIGHT = 30;
 const PAGE_SIZE = 100;
+const CHILD_PAGE_SIZE = 1000;
 const OVERSCAN = 10;
 const HEADLINE = ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"];
 const LOWER_IS_BETTER = /loss|error|mse|mae|rmse|mape|brier|perplexity|latency|time|cost/i;
@@ -30,16 +34,24 @@ export class RunsView {
     this.metricSelect = root.querySelector("[data-metric]");
     this.directionSelect = root.querySelector("[data-direction]");
     this.compareButton = root.querySelector("[data-compare]");
+    this.flatBox = root.querySelector("[data-flat]");
+    this.treeNote = document.querySelector("[data-tree-note]");
     const params = new URLSearchParams(window.location.search);
-    this.metric = params.get("metric") || root.dataset.defaultMetric;
+    this.metric = params.get("metric") || "";
+    this.metricChosen = Boolean(this.metric);  // else the experiment's default (bestBy) decides
+    this.bestBy = null;
     this.direction = params.get("direction") || "";
     this.orderBy = params.get("order_by") || "";
     this.filter = params.get("filter") || "";
     this.metricColumns = listParam(params, "metrics");
     this.paramColumns = listParam(params, "params") || [];
+    this.flat = params.get("view") === "flat";
     this.filterInput.value = this.filter;
+    this.flatBox.checked = this.flat;
     this.selected = new Set();
     this.pages = new Map();
+    this.tree = new RunTree((run) => this.loadChildren(run));
+    this.topTotal = 0;
     this.total = 0;
     this.generation = 0;
     this.viewport.addEventListener("scroll", () => this.render());
@@ -48,33 +60,41 @@ export class RunsView {
       this.filter = this.filterInput.value.trim();
       this.reload();
     });
-    this.metricSelect.addEventListener("change", () => { this.metric = this.metricSelect.value; this.reload(); });
+    this.metricSelect.addEventListener("change", () => {
+      this.metric = this.metricSelect.value;
+      this.metricChosen = true;
+      this.reload();
+    });
     this.directionSelect.addEventListener("change", () => { this.direction = this.directionSelect.value; this.reload(); });
+    this.flatBox.addEventListener("change", () => { this.flat = this.flatBox.checked; this.reload(); });
     this.compareButton.addEventListener("click", () => {
       const ids = [...this.selected].join(",");
       window.location.href = `/experiments/${path(this.experiment)}/compare?runs=${encodeURIComponent(ids)}`;
     });
   }
 
+  // A filter matches runs at any depth, so filtered runs are listed flat.
+  get treeMode() {
+    return !this.flat && !this.filter;
+  }
+
   get effectiveDirection() {
-    return this.direction || (LOWER_IS_BETTER.test(this.metric) ? "min" : "max");
+    if (this.direction) return this.direction;
+    if (!this.metricChosen && this.bestBy) return this.bestBy.direction;
+    return LOWER_IS_BETTER.test(this.metric) ? "min" : "max";
   }
 
   async start() {
     try {
       const columns = await api(`/api/experiments/${path(this.experiment)}/columns`);
       this.keys = columns;
+      this.bestBy = columns.best_by;
     } catch (error) {
       this.showFailure(error, () => this.start());
       return;
     }
-    if (this.metricColumns === null) {
-      const present = HEADLINE.filter((key) => this.keys.metrics.includes(key));
-      this.metricColumns = present.length ? present : this.keys.metrics.slice(0, 6);
-    }
-    if (!this.keys.metrics.includes(this.metric) && this.keys.metrics.length) {
-      this.metric = this.keys.metrics.includes("roc_auc") ? "roc_auc" : this.keys.metrics[0];
-    }
+    if (this.metricColumns === null) this.metricColumns = this.defaultColumns();
+    if (!this.metricChosen) this.metric = this.bestBy.metric;
     if (!this.orderBy) this.orderBy = `metrics.${this.quoted(this.metric)} ${this.effectiveDirection === "max" ? "DESC" : "ASC"}`;
     this.buildPickers();
     this.buildChooser();
@@ -82,12 +102,22 @@ export class RunsView {
     await this.reload();
   }
 
+  // The seed's metrics when the runs have them, else those most runs have; the best-by metric always.
+  defaultColumns() {
+    const best = this.bestBy.metric;
+    const present = HEADLINE.filter((key) => this.keys.metrics.includes(key));
+    const counted = Object.entries(this.keys.metric_runs).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    const chosen = present.length ? present : counted.map(([key]) => key).filter((key) => key !== best).slice(0, 5);
+    return chosen.includes(best) || !this.keys.metrics.includes(best) ? chosen : [best, ...chosen];
+  }
+
   quoted(key) {
     return /^[A-Za-z_][A-Za-z0-9_.]*$/.test(key) ? key : `\`${key.replace(/`/g, "")}\``;
   }
 
   buildPickers() {
-    this.metricSelect.replaceChildren(...this.keys.metrics.map((key) => el("option", {value: key}, key)));
+    const choices = this.keys.metrics.includes(this.metric) ? this.keys.metrics : [this.metric, ...this.keys.metrics];
+    this.metricSelect.replaceChildren(...choices.map((key) => el("option", {value: key}, key)));
     this.metricSelect.value = this.metric;
     this.directionSelect.value = this.direction;
   }
@@ -121,8 +151,9 @@ export class RunsView {
   columns() {
     return [
       {label: "", width: "2rem", cell: (run) => this.checkbox(run)},
-      {label: "", width: "2rem", cell: (run) => el("span", {class: "star"}, run.is_best ? "★" : "")},
-      {label: "run", sort: "attributes.run_name", width: "13rem", cell: (run) => this.nameCell(run)},
+      {label: "", width: "2rem", cell: (run) => this.star(run)},
+      {label: "run", sort: "attributes.run_name", width: "15rem",
+       cell: (run, node, top) => this.nameCell(run, node, top)},
       {label: "status", sort: "attributes.status", width: "6rem", cell: (run) => el("span", {}, run.status)},
       {label: "model type", sort: "params.model_type", width: "9rem", cell: (run) => el("span", {}, run.model_type || "—")},
       ...this.metricColumns.map((key) => ({label: key, sort: `metrics.${this.quoted(key)}`, width: "6.2rem", numeric: true,
@@ -166,10 +197,58 @@ export class RunsView {
     return cell;
   }
 
-  nameCell(run) {
+  star(run) {
+    if (run.is_best) return el("span", {class: "star", title: "the best run"}, "★");
+    if (run.contains_best) return el("span", {class: "star", title: "the best run is nested below"}, "☆");
+    return el("span", {class: "star"});
+  }
+
+  nameCell(run, node, top) {
     const cell = el("span", {class: "name"});
+    if (this.treeMode) {
+      cell.style.setProperty("--depth", String(node.depth));
+      if (run.children) {
+        const open = node.open;
+        const label = `${open ? "hide" : "show"} the ${run.children} child run(s) of ${run.name}`;
+        const toggle = el("button", {type: "button", class: "toggle", "data-expand": run.run_id,
+                                     "aria-expanded": open ? "true" : "false", "aria-label": label},
+                          open ? "▾" : "▸");
+        toggle.addEventListener("click", () => this.toggle(top, node));
+        cell.append(toggle);
+      } else {
+        cell.append(el("span", {class: "toggle"}));
+      }
+    } else if (run.parent_run_id) {
+      cell.append(el("a", {class: "parent-link", href: `/runs/${path(run.parent_run_id)}`,
+                           title: `child of run ${run.parent_run_id}`}, "↳"));
+    }
     cell.append(el("a", {href: `/runs/${path(run.run_id)}`}, run.name));
+    if (this.treeMode && run.children) {
+      cell.append(el("span", {class: "children", "data-children": "", title: "child runs"}, String(run.children)));
+    }
     return cell;
+  }
+
+  async toggle(top, node) {
+    const generation = this.generation;
+    try {
+      await this.tree.toggle(top, node);
+    } catch (error) {
+      if (generation === this.generation) this.showFailure(error, () => this.toggle(top, node));
+      return;
+    }
+    if (generation !== this.generation) return;
+    this.updateTotal();
+    this.render();
+  }
+
+  async loadChildren(run) {
+    const found = [];
+    for (;;) {
+      const body = await api(this.query(found.length, {parent: run.run_id, limit: CHILD_PAGE_SIZE}));
+      found.push(...body.runs);
+      if (!body.runs.length || found.length >= body.total) return found;
+    }
   }
 
   updateCompare() {
@@ -185,10 +264,12 @@ export class RunsView {
     this.reload();
   }
 
-  query(offset) {
+  query(offset, {parent = null, limit = PAGE_SIZE} = {}) {
     const params = new URLSearchParams({experiment: this.experiment, order_by: this.orderBy, filter: this.filter,
-                                        offset: String(offset), limit: String(PAGE_SIZE), metric: this.metric});
+                                        offset: String(offset), limit: String(limit), metric: this.metric});
     if (this.direction) params.set("direction", this.direction);
+    if (parent) params.set("parent", parent);
+    else if (this.treeMode) params.set("tree", "true");
     return `/api/runs/page?${params}`;
   }
 
@@ -197,8 +278,9 @@ export class RunsView {
     const set = (key, value) => (value ? url.searchParams.set(key, value) : url.searchParams.delete(key));
     set("order_by", this.orderBy);
     set("filter", this.filter);
-    set("metric", this.metric);
+    set("metric", this.metricChosen ? this.metric : "");
     set("direction", this.direction);
+    set("view", this.flat ? "flat" : "");
     url.searchParams.set("metrics", this.metricColumns.join(","));
     set("params", this.paramColumns.join(","));
     window.history.replaceState(null, "", url);
@@ -208,6 +290,7 @@ export class RunsView {
   async reload() {
     this.generation += 1;
     this.pages.clear();
+    this.tree.clear();
     this.writeUrl();
     this.markSort();
     this.viewport.scrollTop = 0;
@@ -229,9 +312,8 @@ export class RunsView {
     const pending = api(this.query(pageIndex * PAGE_SIZE))
       .then((body) => {
         if (generation !== this.generation) return null;
-        this.total = body.total;
-        this.spacer.style.height = `${this.total * ROW_HEIGHT}px`;
-        this.count.textContent = `${this.total.toLocaleString("en")} run(s)`;
+        this.topTotal = body.total;
+        this.updateTotal();
         this.showBest(body);
         this.showError("");
         banner.clear();
@@ -246,9 +328,21 @@ export class RunsView {
     return pending;
   }
 
+  updateTotal() {
+    this.total = this.topTotal + this.tree.extraRows;
+    this.spacer.style.height = `${this.total * ROW_HEIGHT}px`;
+    const count = this.topTotal.toLocaleString("en");
+    this.count.textContent = this.treeMode ? `${count} top-level run(s)` : `${count} run(s)`;
+    this.treeNote.hidden = this.treeMode || this.flat;
+  }
+
   showBest(body) {
     const better = body.direction === "max" ? "higher" : "lower";
     this.bestNote.textContent = body.best_reason ? `★ ${body.best_reason} (${better} is better)` : `No run has ${body.metric}.`;
+    if (!this.metricChosen && this.bestBy) {
+      const why = ` · ${body.metric} by default: ${this.bestBy.reason}`;
+      this.bestNote.append(el("span", {class: "muted", "data-best-why": ""}, why));
+    }
     this.bestNote.hidden = false;
   }
 
@@ -270,26 +364,37 @@ export class RunsView {
     const visible = Math.ceil(this.viewport.clientHeight / ROW_HEIGHT) + 2 * OVERSCAN;
     const last = Math.min(this.total, first + visible);
     const generation = this.generation;
+    const places = [];
     const needed = new Set();
-    for (let i = first; i < last; i += 1) needed.add(Math.floor(i / PAGE_SIZE));
+    for (let i = first; i < last; i += 1) {
+      const place = this.tree.locate(i);
+      places.push(place);
+      if (!place.node) needed.add(Math.floor(place.top / PAGE_SIZE));
+    }
     const loaded = await Promise.all([...needed].map((page) => this.load(page).then((rows) => [page, rows])));
     if (generation !== this.generation) return;
     const byPage = new Map(loaded);
     const fragment = document.createDocumentFragment();
-    for (let i = first; i < last; i += 1) {
-      const rows = byPage.get(Math.floor(i / PAGE_SIZE));
-      const run = rows ? rows[i % PAGE_SIZE] : undefined;
-      if (run) fragment.append(this.row(run, i));
-    }
+    places.forEach((place, offset) => {
+      let node = place.node;
+      if (!node) {
+        const rows = byPage.get(Math.floor(place.top / PAGE_SIZE));
+        const run = rows ? rows[place.top % PAGE_SIZE] : undefined;
+        node = run && treeNode(run, 0);
+      }
+      if (node) fragment.append(this.row(node, place.top, first + offset));
+    });
     this.body.replaceChildren(fragment);
   }
 
-  row(run, index) {
-    const classes = ["row", run.is_best ? "best" : "", this.selected.has(run.run_id) ? "selected" : ""].filter(Boolean);
+  row(node, top, index) {
+    const run = node.run;
+    const classes = ["row", run.is_best ? "best" : "", run.contains_best ? "contains-best" : "",
+                     this.selected.has(run.run_id) ? "selected" : ""].filter(Boolean);
     const row = el("div", {class: classes.join(" "), role: "row", "data-run-id": run.run_id,
-                           style: `top:${index * ROW_HEIGHT}px`});
+                           "data-depth": String(node.depth), style: `top:${index * ROW_HEIGHT}px`});
     for (const column of this.columnSpec) {
-      const cell = column.cell(run);
+      const cell = column.cell(run, node, top);
       cell.setAttribute("role", "cell");
       row.append(cell);
     }
