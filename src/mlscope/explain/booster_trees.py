@@ -6,9 +6,11 @@ Each library is read from its own fitted structures, converted to the ensemble's
   leaf values already carry the learning rate.
 - XGBoost compares `x < split` in float32, NaN follows `default_left`; the strict comparison becomes
   `x <= nextafter(split, -inf)` in float32 (`float32=True`). Its leaf values are float32 as read.
-- LightGBM compares `x <= threshold` in float64. Its missing type decides NaN: "NaN" follows
-  `default_left`, "None" turns NaN into 0.0 (so NaN goes where 0.0 goes), "Zero" makes every zero
-  missing, which one threshold cannot express (unsupported).
+- LightGBM compares `x <= threshold` in float64, after reading any |x| <= 1e-35 (its zero threshold,
+  which it also uses as a split point next to 0) as 0.0; thresholds within 1e-35 of zero are moved so
+  that the plain comparison agrees. Its missing type decides NaN: "NaN" follows `default_left`, "None"
+  turns NaN into 0.0 (so NaN goes where 0.0 goes), "Zero" makes every zero missing, which one
+  threshold cannot express (unsupported).
 
 The base (XGBoost's base_score, HistGradientBoosting's baseline, LightGBM's zero) is not re-derived
 from each library's rules: it is the model's own raw output minus the sum of trees on probe rows built
@@ -319,9 +321,21 @@ def _lightgbm_tree(name: str, root: dict[str, Any], output_column: int, n_output
         if missing == "Zero":
             raise UnsupportedTrees(f"{name} treats zero as missing (zero_as_missing), which one threshold cannot express")
         nan_left = bool(node["default_left"]) if missing == "NaN" else 0.0 <= cut
-        left.append(-1), right.append(-1), feature.append(int(node["split_feature"])), threshold.append(cut)
+        left.append(-1), right.append(-1), feature.append(int(node["split_feature"])), threshold.append(_lightgbm_cut(cut))
         missing_left.append(nan_left), leaf_value.append(0.0)
         stack.append((node["right_child"], index, False))
         stack.append((node["left_child"], index, True))
     return _single_tree(len(left), left, right, feature, threshold, missing_left, leaf_value, output_column,
                         n_outputs, n_columns, False)
+
+
+_LIGHTGBM_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold: |x| <= it is read as 0.0 before any split
+
+
+def _lightgbm_cut(cut: float) -> float:
+    """The threshold on the raw value equivalent to LightGBM's `x <= cut` after it reads tiny x as 0.0."""
+    if 0.0 <= cut < _LIGHTGBM_ZERO:
+        return _LIGHTGBM_ZERO  # left: x <= cut, or tiny (read as 0 <= cut)
+    if -_LIGHTGBM_ZERO <= cut < 0.0:
+        return float(np.nextafter(-_LIGHTGBM_ZERO, -np.inf))  # left: x <= cut and not tiny, i.e. x < -zero
+    return cut
