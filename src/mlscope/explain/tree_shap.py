@@ -68,23 +68,25 @@ def prepare(ensemble: TreeEnsemble, groups: np.ndarray, background: np.ndarray) 
                     rows, weights, offsets, weight_a, weight_c, depth, base)
 
 
-def shapley_values(prepared: Prepared, X: np.ndarray) -> np.ndarray:
-    """(rows, groups, outputs) interventional Shapley values of the raw output for each row of X."""
+def shapley_values(prepared: Prepared, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values (rows, groups, outputs), raw outputs (rows, outputs)): interventional Shapley values of
+    the raw output for each row of X, and that output (the ensemble's, computed in the same walk)."""
     e = prepared.ensemble
     X = np.ascontiguousarray(e.prepare(X))
     n, K, G = len(X), e.n_outputs, prepared.n_groups
     if n == 0 or e.n_trees == 0:
-        return np.zeros((n, G, K))
+        return np.zeros((n, G, K)), np.tile(e.base, (n, 1))
     kernel = _kernel()
     threads = _threads()
     chunks = 1 if n >= 2 * threads else min(threads, e.n_trees)
     bounds = np.linspace(0, e.n_trees, chunks + 1).astype(np.int64)
-    out = np.zeros((chunks, n, G, K))
+    out = np.zeros((chunks, n, G + 1, K))  # slot G: the sum of the leaves x reaches
     kernel(e.roots, e.left, e.right, e.feature, e.threshold, e.missing_left.astype(np.uint8),
            np.ascontiguousarray(e.value), prepared.node_group, prepared.background_left, prepared.tree_rows,
            prepared.tree_weights, prepared.tree_offsets, prepared.weight_a, prepared.weight_c,
            prepared.max_depth, G, bounds, X, out)
-    return out.sum(axis=0)
+    total = out.sum(axis=0)
+    return total[:, :G], total[:, G] + e.base
 
 
 def _go_left(ensemble: TreeEnsemble, X: np.ndarray) -> np.ndarray:
@@ -163,6 +165,13 @@ def _walks(roots, left, right, feature, threshold, missing_left, value, node_gro
         stack_group = np.empty(max_depth + 2, np.int64)
         for t in range(bounds[chunk], bounds[chunk + 1]):
             root = roots[t]
+            node = root
+            while left[node] >= 0:
+                v = x[feature[node]]
+                x_goes_left = missing_left[node] != 0 if np.isnan(v) else v <= threshold[node]
+                node = left[node] if x_goes_left else right[node]
+            for k in range(K):
+                phi[n_groups, k] += value[node, k]
             for r in range(tree_offsets[t], tree_offsets[t + 1]):
                 b = tree_rows[r]
                 weight = tree_weights[r]
