@@ -8,16 +8,21 @@ margin carries float32 rounding). Models the readers cannot express exactly are 
 from __future__ import annotations
 
 import importlib
+import itertools
+import math
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import shap
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from mlscope.explain.booster_trees import extract
 from mlscope.explain.tree_models import LOG_ODDS, PREDICTION, UnsupportedTrees, extract_ensemble
+from mlscope.explain.tree_path import TreePath
 
 
 def _require(name: str):
@@ -37,6 +42,7 @@ LIBRARIES = ["hgb", "xgboost", "lightgbm"]
 def dataset(task: str, n_features: int = 6, rows: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     if task == "regression":
         X, y = make_regression(rows, n_features, n_informative=4, noise=5.0, random_state=seed)
+        y = y / y.std()  # unit spread, so that absolute tolerances mean the same for every task
     else:
         X, y = make_classification(rows, n_features, n_informative=4, n_redundant=0,
                                    n_classes=2 if task == "binary" else 3, random_state=seed)
@@ -259,3 +265,70 @@ def test_xgboost_dart_weights() -> None:
     model = fit("xgboost", "regression", X, y, booster="dart", rate_drop=0.3, seed=0)
     ensemble = extract(model)
     np.testing.assert_allclose(ensemble.predict_raw(X), model_raw(model, X), rtol=2e-6, atol=2e-5)
+
+
+# --- the exact tree path on boosters -----------------------------------------------------------------
+
+def brute_force(f, rows: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """(rows, features, outputs) from Shapley's formula: every coalition, every background row."""
+    m = rows.shape[1]
+    coalitions = list(itertools.product([False, True], repeat=m))
+    index = {c: i for i, c in enumerate(coalitions)}
+    out = []
+    for x in rows:
+        hybrids = np.concatenate([np.where(np.array(c), x, background) for c in coalitions])
+        v = f(hybrids).reshape(len(coalitions), len(background), -1).mean(axis=1)
+        phi = np.zeros((m, v.shape[1]))
+        for c in coalitions:
+            size = sum(c)
+            for j in range(m):
+                if not c[j]:
+                    weight = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+                    phi[j] += weight * (v[index[c[:j] + (True,) + c[j + 1:]]] - v[index[c]])
+        out.append(phi)
+    return np.array(out)
+
+
+def frame(X: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_tree_path_equals_brute_force_with_missing_values(library: str, task: str) -> None:
+    X, y = dataset(task, n_features=7)
+    model = fit(library, task, X, y)
+    background, rows = X[:25], X[250:256]
+    result = TreePath.build(model, list(frame(X).columns), frame(background)).explain(frame(rows))
+    assert np.isnan(rows).any() and np.isnan(background).any()
+    if library == "xgboost":
+        # XGBoost's own margin is a float32 sum: the definition through it agrees to float32 rounding, and
+        # through the float64 sum of the leaves XGBoost picks (node for node, tested above) exactly.
+        through_model = brute_force(lambda H: model_raw(model, H), rows, background)
+        assert np.abs(result.values - through_model).max() <= 1e-5
+        expected = brute_force(extract(model).predict_raw, rows, background)
+    else:
+        expected = brute_force(lambda H: model_raw(model, H), rows, background)
+    assert result.values.shape == expected.shape
+    assert np.abs(result.values - expected).max() <= 1e-9
+    additivity = result.base + result.values.sum(axis=1) - model_raw(model, rows)
+    assert np.abs(additivity).max() <= (2e-6 if library == "xgboost" else 1e-9)
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_tree_path_equals_shap_interventional(library: str, task: str) -> None:
+    """HistGradientBoosting is left out: shap 0.51 reads it inexactly (its values are not additive on
+    these models, off by ~0.02 of log-odds, while ours equal brute force above). No missing values:
+    shap routes them its own way."""
+    X, y = dataset(task, n_features=8)
+    X = np.where(np.isnan(X), 0.0, X)
+    model = fit(library, task, X, y)
+    background, rows = X[:40], X[200:230]
+    result = TreePath.build(model, list(frame(X).columns), frame(background)).explain(frame(rows))
+    explainer = shap.TreeExplainer(model, background, feature_perturbation="interventional")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = np.asarray(explainer.shap_values(rows, check_additivity=False), dtype=float)
+    theirs = theirs.reshape(len(rows), X.shape[1], -1)
+    assert np.abs(result.values - theirs).max() <= 1e-6
