@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     mlflow_workers: int = Field(default=1, ge=1, le=64,
                                 description="`mlscope up`: uvicorn workers of the tracking server.")
     log_dir: Path = Field(default=Path("mlscope-logs"), description="`mlscope up`: folder of the children's logs.")
+    explain_tolerance: float = Field(
+        default=1e-3, gt=0, description="Sampled explanations (models too wide to enumerate, not trees or linear): "
+        "sampling stops once every value's standard error is at most this (probability units).")
+    explain_max_evaluations: int = Field(
+        default=20_000_000, ge=1, description="Sampled explanations: most model evaluations one request may spend "
+        "before it stops and reports the standard errors reached.")
+    explain_max_seconds: float = Field(
+        default=120.0, gt=0, description="Sampled explanations: most seconds one request may sample before it stops "
+        "and reports the standard errors reached.")
     trust_registry_models: bool = Field(
         default=True,
         description="Allow loading pickled models from the configured registry "
