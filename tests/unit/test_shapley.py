@@ -66,11 +66,13 @@ def test_fast_and_raw_paths_equal_brute_force(titanic_models, name: str) -> None
     rows = split.X_test.iloc[[0, 17]]
     background = sample_background(split.X_train, 12, seed=1)
     expected = brute_force(lambda frame: model.predict_proba(frame)[:, 1], rows, background)
-    fast = ShapleyExplainer(model, background).explain(rows)
+    closed = ShapleyExplainer(model, background).explain(rows)
+    fast = ShapleyExplainer(model, background, closed_forms=False).explain(rows)
     raw = ShapleyExplainer(model, background, fast_path=False).explain(rows)
+    assert closed.metadata["path"] == ("tree" if name.startswith("rf") else "enumeration")
     assert fast.metadata["evaluator"] == "feature-blocks" and raw.metadata["evaluator"] == "raw"
-    assert np.abs(fast.values - expected).max() <= 1e-9
-    assert np.abs(raw.values - expected).max() <= 1e-9
+    for explanation in (closed, fast, raw):
+        assert np.abs(explanation.values - expected).max() <= 1e-9
 
 
 @pytest.mark.parametrize("name", ["rf-baseline", "rf-tuned", "logistic-regression", "svm"])
@@ -153,8 +155,10 @@ def test_beyond_twelve_features_is_approximate_and_says_so() -> None:
     background = pd.DataFrame(rng.normal(size=(20, 14)), columns=names)
     rows = pd.DataFrame(rng.normal(size=(3, 14)), columns=names)
     coefficients = {name: 0.01 * (i + 1) for i, name in enumerate(names)}
-    explanation = ShapleyExplainer(Additive(coefficients), background, permutations=8).explain(rows)
+    explanation = ShapleyExplainer(Additive(coefficients), background).explain(rows)
     assert explanation.metadata["exact"] is False and "permutation sampling" in explanation.metadata["algorithm"]
+    assert explanation.metadata["path"] == "sampling" and explanation.metadata["converged"] is True
+    assert explanation.standard_errors is not None and explanation.standard_errors.max() <= 1e-12
     assert explanation.additivity_errors.max() <= 1e-12  # efficiency holds for every permutation
     # For an additive model every marginal contribution is the same, so even sampling is exact.
     expected = np.column_stack([c * (rows[f] - background[f].mean()) for f, c in coefficients.items()])

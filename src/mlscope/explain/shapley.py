@@ -9,8 +9,19 @@ Exact (M <= 12): every coalition is enumerated. Work is cut without changing a n
   (the background part weighted by how often it occurs);
 - across all coalitions and rows, each distinct hybrid row is evaluated once, in one batch;
 - for mlscope's per-feature pipelines, only the final estimator runs (see model_eval.py).
-Approximate (M > 12): antithetic permutation sampling; efficiency (base + sum phi = f(x)) still holds
-exactly, the values carry sampling error. The output says which."""
+Closed forms, exact at any width (`tree_path`, `linear`): tree ensembles (forests, boosting, XGBoost,
+LightGBM) walk their trees per (row, background row) pair; linear models need one matrix product.
+
+Which path explains a model (`ShapleyExplainer.path`), and which output it explains:
+1. a tree ensemble whose raw output is the probability (forests of classifiers) or the prediction
+   (regressors), or a linear regressor: its closed form, exact at any width;
+2. at most 12 raw features: enumeration of the probability (the prediction for regressors), exact;
+3. above 12, a boosted or linear classifier: its closed form in its additive space (log-odds or the
+   decision function), exact, since the probability is not additive over trees or coefficients;
+   `output="probability"` asks for the probability instead, which then is sampled;
+4. anything else above 12: sampling with a standard error per value (`sampling.py`) until the largest
+   is below a tolerance or a budget runs out. Efficiency (base + sum phi = f(x)) holds exactly either way.
+The metadata says which path, which output, and "exact" or not; sampled values carry standard errors."""
 
 from __future__ import annotations
 
@@ -24,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlscope.explain import sampling
+from mlscope.explain.linear import LinearPath, NotLinear
 from mlscope.explain.model_eval import (
     BlockEvaluator,
     Codebook,
@@ -31,12 +44,15 @@ from mlscope.explain.model_eval import (
     block_layout,
     positive_class_index,
 )
+from mlscope.explain.tree_models import LOG_ODDS, PREDICTION, PROBABILITY, UnsupportedTrees
+from mlscope.explain.tree_path import TreePath
 
 MAX_EXACT_FEATURES = 12
 DEFAULT_BACKGROUND = 100
 DEFAULT_SEED = 42
-DEFAULT_PERMUTATIONS = 64
 _KEY_LIMIT = 2**62
+AUTO, PROBABILITY_OUTPUT = "auto", "probability"
+TREE, LINEAR, ENUMERATION, SAMPLING = "tree", "linear", "enumeration", "sampling"
 
 
 @dataclass
@@ -87,27 +103,92 @@ def _probability_fn(model: Any) -> Callable[[pd.DataFrame], np.ndarray]:
 
 
 class ShapleyExplainer:
-    """Explain `model` (a fitted classifier or anything with predict_proba) over `features`."""
+    """Explain `model` (any fitted classifier or regressor) over its raw `features` against `background`.
+
+    `output`: "auto" (the probability, or the prediction, whenever it can be explained exactly; else the
+    model's additive output exactly; see the module docstring) or "probability" (always the
+    probability, sampled with standard errors when it cannot be exact). `closed_forms=False` keeps the
+    model-agnostic paths (enumeration, sampling) only; `fast_path=False` also evaluates the hybrids through
+    the whole model (both are for tests and benchmarks: the numbers agree). Sampling stops at `tolerance`
+    (largest standard error) or at `max_evaluations` / `max_seconds`."""
 
     def __init__(self, model: Any, background: pd.DataFrame, *, features: list[str] | None = None,
                  background_seed: int | None = DEFAULT_SEED, max_exact_features: int = MAX_EXACT_FEATURES,
-                 permutations: int = DEFAULT_PERMUTATIONS, fast_path: bool = True) -> None:
+                 fast_path: bool = True, closed_forms: bool = True, output: str = AUTO, tolerance: float = sampling.DEFAULT_TOLERANCE,
+                 max_evaluations: int = sampling.DEFAULT_MAX_EVALUATIONS,
+                 max_seconds: float = sampling.DEFAULT_MAX_SECONDS) -> None:
+        if output not in (AUTO, PROBABILITY_OUTPUT):
+            raise ValueError(f"output must be '{AUTO}' or '{PROBABILITY_OUTPUT}', not {output!r}")
         self.model = model
         self.features = list(features or background.columns)
         self.background = background[self.features].reset_index(drop=True)
         self.background_seed = background_seed
         self.max_exact_features = max_exact_features
-        self.permutations = permutations
-        self.fast_path = fast_path
-        # Everything that depends only on the background is prepared once and reused by explain().
-        self._codebook = Codebook([self.background], self.features)
-        self._b_codes = self._codebook.encode(self.background)
-        layout = block_layout(model, self.features) if fast_path else None
-        self._evaluator: RawEvaluator | BlockEvaluator = (
-            BlockEvaluator(self._codebook, model, layout) if layout is not None
-            else RawEvaluator(self._codebook, _probability_fn(model)))
-        self._background_parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._b_radix = _radix(self._codebook.cardinalities)
+        self.fast_path, self.closed_forms = fast_path, closed_forms and fast_path
+        self.tolerance, self.max_evaluations, self.max_seconds = tolerance, max_evaluations, max_seconds
+        self.estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+        self.closed_form: TreePath | LinearPath | None = None
+        self.path, self.why = self._choose_path(output)
+        if self.path in (ENUMERATION, SAMPLING):
+            # Everything that depends only on the background is prepared once and reused by explain().
+            self._codebook = Codebook([self.background], self.features)
+            self._b_codes = self._codebook.encode(self.background)
+            layout = block_layout(model, self.features) if fast_path else None
+            self._evaluator: RawEvaluator | BlockEvaluator = (
+                BlockEvaluator(self._codebook, model, layout) if layout is not None
+                else RawEvaluator(self._codebook, _probability_fn(model)))
+            self._background_parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            self._b_radix = _radix(self._codebook.cardinalities)
+
+    def _choose_path(self, output: str) -> tuple[str, str]:
+        """(path, why it applies): see the module docstring for the order."""
+        m = len(self.features)
+        reasons = []
+        if self.closed_forms:
+            for build, refusal in ((TreePath.build, UnsupportedTrees), (LinearPath.build, NotLinear)):
+                try:
+                    self.closed_form = build(self.model, self.features, self.background)
+                    break
+                except refusal as exc:
+                    reasons.append(str(exc))
+        kind = (self.closed_form.ensemble.output if isinstance(self.closed_form, TreePath)
+                else getattr(self.closed_form, "output", None))
+        name = TREE if isinstance(self.closed_form, TreePath) else LINEAR
+        if kind in (PROBABILITY, PREDICTION):
+            return name, f"{kind} is additive over the model's parts: closed form, exact at any width"
+        if m <= self.max_exact_features:
+            self.closed_form = None
+            return ENUMERATION, f"{m} raw features (<= {self.max_exact_features}): every coalition enumerated"
+        if self.closed_form is not None and output == AUTO:
+            return name, (f"{m} raw features: the probability cannot be explained exactly, its {kind} can "
+                          f"(closed form)")
+        self.closed_form = None
+        refused = f" (no closed form: {reasons[0]})" if reasons and output == AUTO else ""
+        return SAMPLING, f"{m} raw features (> {self.max_exact_features}){refused}: sampled, with standard errors"
+
+    def _closed_form_values(self, rows: pd.DataFrame) -> tuple[np.ndarray, float, np.ndarray, str]:
+        """(values (n, M), base, outputs (n,), what they explain) of the chosen output column."""
+        form = self.closed_form
+        assert form is not None
+        if isinstance(form, TreePath):
+            result = form.explain(rows)
+            values, base, outputs, names = result.values, result.base, result.outputs, result.output_names
+            kind = result.output
+        else:
+            values, base, outputs, names = form.explain(rows)
+            kind = form.output
+        column = 0
+        classes = getattr(self.estimator, "classes_", None)
+        if values.shape[2] > 1 and classes is not None:
+            column = positive_class_index(self.estimator)
+        if kind == PREDICTION:
+            what = "prediction"
+        elif classes is not None:
+            label = classes[column] if values.shape[2] > 1 else classes[positive_class_index(self.estimator)]
+            what = f"{kind} of class {label}"
+        else:
+            what = names[column]
+        return values[:, :, column], float(base[column]), outputs[:, column].copy(), what
 
     def _background_part(self, mask: int, outside: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Distinct background rows restricted to `outside` (as codes) and how often each occurs."""
@@ -156,38 +237,62 @@ class ShapleyExplainer:
         V = (np.bincount(owners, weights=f * counts, minlength=1 << m) / len(self._b_codes))[None, :]
         return V @ shapley_weights(m), float(V[0, 0]), V[:, (1 << m) - 1].copy(), len(distinct)
 
+    def _default_output(self) -> str:
+        if not hasattr(self.estimator, "predict_proba"):
+            return "prediction"
+        return f"probability of class {getattr(self.estimator, 'classes_', [0, 1])[positive_class_index(self.estimator)]}"
+
     def explain(self, rows: pd.DataFrame, row_ids: list[Any] | None = None) -> Explanation:
         started = time.perf_counter()
         rows = rows[self.features].reset_index(drop=True)
-        codebook = self._codebook.extend(rows)
-        evaluate = self._evaluator.extended(codebook)
-        x_codes, b_codes = codebook.encode(rows), self._b_codes
-        m = len(self.features)
-        exact = m <= self.max_exact_features
-        if exact and len(rows) == 1:
-            values, base, outputs, evaluations = self._exact_one_row(x_codes, codebook.cardinalities, evaluate)
-        elif exact:
-            values, base, outputs, evaluations = _exact(x_codes, codebook.cardinalities, self._background_part,
-                                                        evaluate)
-        if exact:
-            algorithm = "exact enumeration of all coalitions (interventional)"
+        standard_errors = None
+        details: dict[str, Any] = {}
+        if self.path in (TREE, LINEAR):
+            values, base, outputs, what = self._closed_form_values(rows)
+            evaluations, evaluator = 0, f"{self.path} closed form"
+            algorithm = ("exact interventional TreeSHAP over raw features (every tree walked per background row)"
+                         if self.path == TREE else "exact closed form of a linear model (interventional)")
+            exact = True
         else:
-            values, base, outputs, evaluations = _permutation_sampling(
-                x_codes, b_codes, evaluate, self.permutations, self.background_seed or 0)
-            algorithm = f"antithetic permutation sampling, {self.permutations} permutations (interventional)"
+            codebook = self._codebook.extend(rows)
+            evaluate = self._evaluator.extended(codebook)
+            x_codes = codebook.encode(rows)
+            what, evaluator = self._default_output(), evaluate.name
+            if self.path == ENUMERATION and len(rows) == 1:
+                values, base, outputs, evaluations = self._exact_one_row(x_codes, codebook.cardinalities, evaluate)
+            elif self.path == ENUMERATION:
+                values, base, outputs, evaluations = _exact(x_codes, codebook.cardinalities, self._background_part,
+                                                            evaluate)
+            if self.path == ENUMERATION:
+                algorithm, exact = "exact enumeration of all coalitions (interventional)", True
+            else:
+                sampled = sampling.sample_shapley(
+                    x_codes, self._b_codes, evaluate, tolerance=self.tolerance, max_evaluations=self.max_evaluations,
+                    max_seconds=self.max_seconds, seed=self.background_seed or 0)
+                values, base, outputs, evaluations = sampled.values, sampled.base, sampled.outputs, sampled.evaluations
+                standard_errors, exact = sampled.standard_errors, False
+                algorithm = (f"stratified antithetic permutation sampling, {sampled.permutations:,} permutations "
+                             f"(interventional)")
+                details = {"converged": sampled.converged, "stop_reason": sampled.stop_reason,
+                           "tolerance": self.tolerance,
+                           "max_standard_error": float(standard_errors.max()) if standard_errors.size else 0.0}
         explanation = Explanation(
             features=self.features, values=values, base_value=base, outputs=outputs, data=rows,
             row_ids=list(row_ids) if row_ids is not None else list(range(len(rows))),
+            standard_errors=standard_errors,
         )
         explanation.metadata = {
             "algorithm": algorithm,
             "exact": exact,
-            "evaluator": evaluate.name,
-            "model_output": "probability of class 1",
+            "path": self.path,
+            "why": self.why,
+            "evaluator": evaluator,
+            "model_output": what,
             "background_size": len(self.background),
             "background_seed": self.background_seed,
             "rows": len(rows),
             "model_evaluations": int(evaluations),
+            **details,
             "max_additivity_error": float(explanation.additivity_errors.max()) if len(rows) else 0.0,
             "seconds": time.perf_counter() - started,
         }
@@ -250,36 +355,6 @@ def _exact(x_codes: np.ndarray, cardinalities: np.ndarray,
             V[:, mask] = (grid @ counts_b / counts_b.sum())[inverse_x]
     values = V @ shapley_weights(m)
     return values, float(V[0, 0]), V[:, full].copy(), evaluations
-
-
-def _permutation_sampling(x_codes: np.ndarray, b_codes: np.ndarray, evaluate: Callable[[np.ndarray], np.ndarray],
-                          permutations: int, seed: int) -> tuple[np.ndarray, float, np.ndarray, int]:
-    """Each permutation adds features one by one; a feature's marginal change is credited to it.
-    Half the permutations are the reverse of the other half (antithetic), reducing variance."""
-    n, m = x_codes.shape
-    k = len(b_codes)
-    rng = np.random.default_rng(seed)
-    orders = []
-    for _ in range(max(1, permutations // 2)):
-        order = rng.permutation(m)
-        orders += [order, order[::-1]]
-    values = np.zeros((n, m))
-    base = float(evaluate(b_codes).mean())
-    outputs = evaluate(x_codes)
-    evaluations = k + n
-    for order in orders:
-        hybrid = np.repeat(b_codes[None, :, :], n, axis=0)  # (n, k, m): start from the background
-        previous = np.full(n, base)
-        for step, feature in enumerate(order):
-            hybrid[:, :, feature] = x_codes[:, feature][:, None]
-            if step == m - 1:
-                current = outputs
-            else:
-                current = evaluate(hybrid.reshape(n * k, m)).reshape(n, k).mean(axis=1)
-                evaluations += n * k
-            values[:, feature] += current - previous
-            previous = current
-    return values / len(orders), base, outputs, evaluations
 
 
 def explain_rows(model: Any, background: pd.DataFrame, background_seed: int | None, rows: pd.DataFrame,
