@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         "(sets MLflow's MLFLOW_ALLOW_PICKLE_DESERIALIZATION while loading).",
     )
 
+    def explain_limits(self) -> dict[str, float | int]:
+        """The sampler's stopping rule, as ShapleyExplainer keyword arguments."""
+        return {"tolerance": self.explain_tolerance, "max_evaluations": self.explain_max_evaluations,
+                "max_seconds": self.explain_max_seconds}
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, then apply non-None overrides (CLI options). A bad value

@@ -466,8 +466,8 @@ def compute_explanation(sessions: ExplainSessions, run_id: str) -> ExplanationVi
             features = model_features(model, list(plan.features))
             rows, background, ids, source, extra = _data_to_explain(sessions.settings, run_id, plan, model, features)
             try:
-                explanation = ShapleyExplainer(model, background[features], background_seed=DEFAULT_SEED
-                                               ).explain(rows[features], ids)
+                explanation = ShapleyExplainer(model, background[features], background_seed=DEFAULT_SEED,
+                                               **sessions.settings.explain_limits()).explain(rows[features], ids)
             except (ValueError, TypeError) as exc:
                 raise BadInput(f"the model cannot score the data to explain: {_first_line(exc)}",
                                field="data") from None

@@ -139,7 +139,8 @@ def explain_run(settings: Settings, run_id: str, *, records: list[dict[str, Any]
         cached = _download_json(client, run_id, name)
         if cached is not None:
             return artifacts.from_json(cached)[0], True
-    explanation = ShapleyExplainer(model, background, background_seed=seed).explain(rows, ids)
+    explanation = ShapleyExplainer(model, background, background_seed=seed, **settings.explain_limits()
+                                   ).explain(rows, ids)
     explanation.metadata["run_id"] = run_id
     _log_json(client, run_id, artifacts.to_json(explanation, background), name)
     return explanation, False
