@@ -50,6 +50,7 @@ class Explanation:
     data: pd.DataFrame
     row_ids: list[Any]
     metadata: dict[str, Any] = field(default_factory=dict)
+    standard_errors: np.ndarray | None = None
 
     @property
     def additivity_errors(self) -> np.ndarray:
