@@ -1,7 +1,8 @@
 """Wide models for the view tests: a LogisticRegression on many numeric features from scikit-learn's
-`make_classification` (in a per-feature scaling Pipeline), and an approximate explanation of it with real standard errors (the engine's
-permutation sampler run with several seeds: the values are their mean, the standard errors their spread
-over sqrt(seeds)), optionally logged as an MLflow run the way the dashboard logs one."""
+`make_classification` (in a per-feature scaling Pipeline), and an approximate explanation of it with
+real standard errors (the engine's permutation sampler run with several seeds: the values are their
+mean, the standard errors their spread over sqrt(seeds)), optionally logged as an MLflow run the way
+the dashboard logs one."""
 
 from __future__ import annotations
 
