@@ -57,13 +57,16 @@ def seeded_explanation(model: Any, background: pd.DataFrame, rows: pd.DataFrame,
 
 
 def log_wide_run(settings: Any, client: Any, experiment_id: str, name: str, features: int, *,
-                 explained: int = 30, background_rows: int = 12) -> tuple[str, Explanation]:
-    """Log a wide LogisticRegression (with a signature) and its seeded explanation; (run id, explanation)."""
+                 explained: int = 30, background_rows: int = 12, seeds: int | None = 4) -> tuple[str, Explanation]:
+    """Log a LogisticRegression pipeline (with a signature) and its explanation: seeded over `seeds` seeds,
+    or the engine's own (seeds=None); (run id, explanation)."""
     X, y = wide_data(features)
     model = wide_model(X, y)
     background = X.sample(n=background_rows, random_state=1)
     rows = X.head(explained)
-    explanation = seeded_explanation(model, background, rows, row_ids=list(range(explained)))
+    ids = list(range(explained))
+    explanation = (ShapleyExplainer(model, background).explain(rows, ids) if seeds is None
+                   else seeded_explanation(model, background, rows, seeds=seeds, row_ids=ids))
     bind_fluent_api(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle",
