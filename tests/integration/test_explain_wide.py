@@ -87,7 +87,8 @@ def test_the_cli_shows_standard_errors_and_sums_the_rest(runs) -> None:
     top = importance[0]
     assert rows[top["feature"]] == [f"{top['mean_abs_shap']:.4f}", f"±{top['standard_error']:.2g}"]
     largest = float(explanation.standard_errors.max())
-    assert f"APPROXIMATE Shapley values of the probability of class 1, ±SE per value (largest SE {largest:.2g})" in overview.output
+    assert (f"APPROXIMATE Shapley values of the probability of class 1, ±SE per value (largest SE {largest:.2g})"
+            in overview.output)
 
     assert one.exit_code == 0, one.output
     rows = table_rows(one.output)
@@ -143,7 +144,8 @@ def test_the_served_wide_model_explains_as_the_engine_does(runs) -> None:
         record = {name: float(X.iloc[100][name]) for name in X.columns}
         with TestClient(build_api(store.settings(model_name="wide-model"))) as api:
             answer = api.post("/predict", params={"explain": "true"}, json=record).json()
-    expected = ShapleyExplainer(model, background, background_seed=stored.metadata["background_seed"]).explain(pd.DataFrame([record]))
+    explainer = ShapleyExplainer(model, background, background_seed=stored.metadata["background_seed"])
+    expected = explainer.explain(pd.DataFrame([record]))
     explained = answer["explanation"]
     assert explained["exact"] is expected.metadata["exact"] is False
     assert explained["model_output"] == "probability of class 1" and explained["algorithm"]
