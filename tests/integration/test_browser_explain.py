@@ -78,6 +78,14 @@ def test_explain_view_charts_search_and_what_if(trained, run_ids, site: str, pag
     assert "exact Shapley values" in meta and "background 100 rows (seed 42)" in meta and "179 rows" in meta
     assert page.locator("[data-chart=importance] .point").count() == 7
     assert page.locator("[data-chart=beeswarm] .point").count() == 179 * 7
+    # A small model is shown whole: no "other" entry, no search boxes, one flat what-if form, "exact".
+    bars = page.evaluate("() => document.querySelector('[data-chart=importance]').data[0].y")
+    assert sorted(bars) == sorted(explanation.features)
+    assert "exact values" in page.inner_text("[data-importance-note]")
+    assert page.is_hidden("[data-dependence-filter]") and page.is_hidden("[data-what-if-filter]")
+    assert page.locator("details[data-more-features]").count() == 0
+    fields = page.eval_on_selector_all("form[data-what-if] > label[data-field]", "ls => ls.map((l) => l.dataset.field)")
+    assert fields == explanation.features
     page.wait_for_function("() => document.querySelector('[data-agreement]').textContent.includes('Spearman')")
     rho = spearmanr(np.abs(explanation.values).mean(axis=0), np.abs(other.values).mean(axis=0)).statistic
     assert f"Spearman {rho:.2f}" in page.inner_text("[data-agreement]")
@@ -94,6 +102,7 @@ def test_explain_view_charts_search_and_what_if(trained, run_ids, site: str, pag
     expected = f"P(survived) = {explanation.outputs[position]:.3f}"
     page.wait_for_function("(t) => document.querySelector('[data-probability]').textContent === t", arg=expected)
     assert page.locator("[data-chart=waterfall] .point").count() == 7 + 2  # base, 7 features, total
+    assert "exact Shapley values" in page.inner_text("[data-waterfall-note]")
     record = {f: (None if pd.isna(v) else (v if isinstance(v, str) else float(v)))
               for f, v in explanation.data.iloc[position].items()}
     assert page.input_value("select[data-feature=Sex]") == record["Sex"]

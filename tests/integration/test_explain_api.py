@@ -82,7 +82,8 @@ def test_overview_is_the_stored_explanation(http: TestClient, run_ids, stored) -
     meta = body["metadata"]
     independent = np.abs(explanation.base_value + explanation.values.sum(axis=1) - explanation.outputs).max()
     assert meta["additivity_error"] == pytest.approx(independent, abs=0) and meta["additivity_error"] < 1e-9
-    assert meta["method"] == "exact Shapley values" and meta["exact"] is True
+    assert meta["method"] == "exact Shapley values" and meta["exact"] is True and meta["max_standard_error"] is None
+    assert all(g["standard_error"] is None and g["other"] == 0 for g in body["global"])
     assert meta["background_size"] == len(background) == 100 and meta["background_seed"] == 42
     assert meta["rows"] == 179 and meta["features"] == 7
 

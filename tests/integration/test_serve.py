@@ -120,6 +120,7 @@ def test_explanations_add_up_to_the_answer(api: TestClient) -> None:
     explanation = one["explanation"]
     assert set(explanation["contributions"]) == set(FIELDS.values())
     assert explanation["exact"] is True and explanation["background_size"] == 100
+    assert explanation["standard_errors"] is None and explanation["model_output"] == "probability of class 1"
     assert explanation["additivity_error"] <= 1e-6
     total = explanation["base_value"] + sum(explanation["contributions"].values())
     assert total == pytest.approx(one["probability"], abs=1e-6)

@@ -22,8 +22,23 @@ def _records(text: str) -> list[dict[str, Any]]:
     return parsed if isinstance(parsed, list) else [parsed]
 
 
-def _metadata_line(meta: dict[str, Any], cached: bool) -> str:
-    kind = "exact" if meta.get("exact") else "APPROXIMATE"
+def _uncertainty(standard_error: float | None, exact: bool) -> str:
+    """"exact", "±0.0012" (a standard error, or for a summed entry a bound on it) or "approximate"."""
+    if standard_error is not None:
+        return f"±{standard_error:.2g}"
+    return "exact" if exact else "approximate"
+
+
+def _metadata_line(explanation: Any, cached: bool) -> str:
+    meta = explanation.metadata
+    errors = explanation.standard_errors
+    output = f" of the {meta['model_output']}" if meta.get("model_output") else ""
+    if meta.get("exact"):
+        kind = f"exact Shapley values{output}"
+    elif errors is not None:
+        kind = f"APPROXIMATE Shapley values{output}, ±SE per value (largest SE {float(errors.max()):.2g})"
+    else:
+        kind = f"APPROXIMATE Shapley values{output} (no standard errors recorded)"
     return (f"{kind}: {meta.get('algorithm')}; background {meta.get('background_size')} rows (seed "
             f"{meta.get('background_seed')}); max additivity error {meta.get('max_additivity_error', 0):.1e}; "
             f"computed in {meta.get('seconds', 0):.2f}s" + (" (cached artifact)" if cached else ""))
@@ -64,16 +79,20 @@ def explain(
             table = Table(header_style="bold")
             table.add_column("feature")
             table.add_column("mean |SHAP|", justify="right")
+            table.add_column("±SE", justify="right")
+            exact = bool(explanation.metadata.get("exact"))
             for item in views.global_importance(explanation):
-                table.add_row(item["feature"], f"{item['mean_abs_shap']:.4f}")
+                name = f"[dim]{item['feature']} (summed)[/]" if item["other"] else item["feature"]
+                table.add_row(name, f"{item['mean_abs_shap']:.4f}", _uncertainty(item["standard_error"], exact))
             console.print(table)
         else:
             positions = [row] if row is not None else list(range(len(explanation.row_ids)))
             for position in positions:
                 if not 0 <= position < len(explanation.row_ids):
                     raise BadInput(f"--row must be between 0 and {len(explanation.row_ids) - 1}", field="row")
-                console.print(_waterfall_table(views.waterfall(explanation, position)))
-        console.print(_metadata_line(explanation.metadata, cached), highlight=False)
+                console.print(_waterfall_table(views.waterfall(explanation, position),
+                                               bool(explanation.metadata.get("exact"))))
+        console.print(_metadata_line(explanation, cached), highlight=False)
 
 
 def _fmt(value: Any) -> str:
@@ -82,19 +101,22 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _waterfall_table(data: dict[str, Any]) -> Table:
+def _waterfall_table(data: dict[str, Any], exact: bool) -> Table:
     table = Table(title=f"Row {data['row_id']}: P(class 1) = {data['output']:.4f}  "
                         f"(base value {data['base_value']:.4f})", title_justify="left", header_style="bold")
     table.add_column("feature")
     table.add_column("value")
     table.add_column("contribution", justify="right")
+    table.add_column("±SE", justify="right")
     table.add_column("")
     scale = max((abs(c["shap"]) for c in data["contributions"]), default=0) or 1.0
     for item in data["contributions"]:
         bar = "█" * max(1, round(12 * abs(item["shap"]) / scale)) if item["shap"] else ""
         colour = "green" if item["shap"] > 0 else "red"
-        table.add_row(item["feature"], _fmt(item["value"]), f"{item['shap']:+.4f}", f"[{colour}]{bar}[/]")
-    table.add_row("[bold]sum[/]", "", f"{sum(c['shap'] for c in data['contributions']):+.4f}", "")
+        value = "" if item["other"] else _fmt(item["value"])
+        table.add_row(item["feature"], value, f"{item['shap']:+.4f}", _uncertainty(item["standard_error"], exact),
+                      f"[{colour}]{bar}[/]")
+    table.add_row("[bold]sum[/]", "", f"{sum(c['shap'] for c in data['contributions']):+.4f}", "", "")
     return table
 
 

@@ -9,6 +9,7 @@
   "data": [[raw value per feature] ...],   # the explained rows (null = missing)
   "values": [[phi per feature] ...],       # contributions to P(class 1), same shape as data
   "outputs": [float ...],                  # the model's P(class 1) per row
+  "standard_errors": [[se per feature] ...] or null,  # approximate values only; absent in older files
   "background": [[raw value per feature] ...],
   "metadata": {algorithm, exact, evaluator, model_output, background_size, background_seed,
                rows, model_evaluations, max_additivity_error, seconds, model_uri?, run_id?}
@@ -67,6 +68,8 @@ def to_json(explanation: Explanation, background: pd.DataFrame) -> dict[str, Any
         "data": _rows(explanation.data),
         "values": explanation.values.tolist(),
         "outputs": explanation.outputs.tolist(),
+        "standard_errors": None if explanation.standard_errors is None else
+        np.asarray(explanation.standard_errors, dtype=float).tolist(),
         "background": _rows(background[explanation.features]),
         "metadata": {k: plain_value(v) for k, v in explanation.metadata.items()},
     }
@@ -87,6 +90,7 @@ def from_json(payload: dict[str, Any]) -> tuple[Explanation, pd.DataFrame]:
     if payload.get("format") != FORMAT:
         raise ValueError(f"unsupported explanation format {payload.get('format')!r} (expected {FORMAT})")
     features = list(payload["features"])
+    errors = payload.get("standard_errors")
     explanation = Explanation(
         features=features,
         values=np.asarray(payload["values"], dtype=float).reshape(-1, len(features)),
@@ -95,6 +99,7 @@ def from_json(payload: dict[str, Any]) -> tuple[Explanation, pd.DataFrame]:
         data=_frame(payload["data"], features),
         row_ids=list(payload["row_ids"]),
         metadata=dict(payload.get("metadata", {})),
+        standard_errors=None if errors is None else np.asarray(errors, dtype=float).reshape(-1, len(features)),
     )
     return explanation, _frame(payload["background"], features)
 
@@ -110,10 +115,16 @@ def read(path: Path) -> tuple[Explanation, pd.DataFrame]:
 
 
 def plot_importance(explanation: Explanation, title: str, path: Path) -> None:
-    importance = np.abs(explanation.values).mean(axis=0)
-    order = np.argsort(importance)
-    fig, ax = plt.subplots(figsize=(5.0, 0.35 * len(order) + 1.3), dpi=100)
-    ax.barh([explanation.features[i] for i in order], importance[order], color="#3b6ea8")
+    """Mean |SHAP| bars: the top features and one bar for the sum of the rest (see views.global_importance),
+    with the standard-error bound as error bars when the values are approximate."""
+    from mlscope.explain.views import global_importance
+
+    items = global_importance(explanation)[::-1]
+    errors = [item["standard_error"] for item in items]
+    fig, ax = plt.subplots(figsize=(5.0, 0.35 * len(items) + 1.3), dpi=100)
+    ax.barh([item["feature"] for item in items], [item["mean_abs_shap"] for item in items],
+            xerr=None if None in errors else errors,
+            color=["#9aa3ad" if item["other"] else "#3b6ea8" for item in items])
     ax.set_xlabel("mean |SHAP value| (effect on predicted probability)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -131,22 +142,29 @@ def _colour_scale(column: pd.Series) -> np.ndarray:
 
 
 def plot_beeswarm(explanation: Explanation, title: str, path: Path, seed: int = 0) -> None:
-    importance = np.abs(explanation.values).mean(axis=0)
-    order = np.argsort(importance)
+    """One row of dots per top feature; beyond them, one grey row of each explained row's summed rest."""
+    from mlscope.explain.views import beeswarm
+
+    entries = beeswarm(explanation)["features"][::-1]
     rng = np.random.default_rng(seed)
-    fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(order) + 1.4), dpi=100)
-    for position, j in enumerate(order):
-        colours = _colour_scale(explanation.data.iloc[:, j])
-        jitter = rng.uniform(-0.3, 0.3, len(colours))
-        points = ax.scatter(explanation.values[:, j], position + jitter, c=colours, cmap="coolwarm", s=9,
+    fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(entries) + 1.4), dpi=100)
+    points = None
+    for position, entry in enumerate(entries):
+        jitter = rng.uniform(-0.3, 0.3, len(entry["shap"]))
+        if entry["other"]:
+            ax.scatter(entry["shap"], position + jitter, color="#9aa3ad", s=9, alpha=0.8, linewidths=0)
+            continue
+        colours = _colour_scale(explanation.data[entry["feature"]])
+        points = ax.scatter(entry["shap"], position + jitter, c=colours, cmap="coolwarm", s=9,
                             vmin=0, vmax=1, alpha=0.8, linewidths=0)
-    ax.set_yticks(range(len(order)), labels=[explanation.features[j] for j in order])
+    ax.set_yticks(range(len(entries)), labels=[entry["feature"] for entry in entries])
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("SHAP value (effect on predicted probability)")
     ax.set_title(title, fontsize=10)
-    bar = fig.colorbar(points, ax=ax, ticks=[0, 1], pad=0.01)
-    bar.ax.set_yticklabels(["low", "high"])
-    bar.set_label("feature value")
+    if points is not None:
+        bar = fig.colorbar(points, ax=ax, ticks=[0, 1], pad=0.01)
+        bar.ax.set_yticklabels(["low", "high"])
+        bar.set_label("feature value")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -44,15 +44,24 @@ class FeatureInfo(BaseModel):
     categories: list[str] | None = None
 
 
+OTHER = "How many features this entry sums (0: one named feature; N: the entry \"other N features\")."
+
+
 class Importance(BaseModel):
     feature: str
     mean_abs_shap: float
+    standard_error: float | None = Field(default=None, description=(
+        "Bound on the RMS error of mean_abs_shap (mean of the feature's per-row standard errors; for the "
+        "\"other\" entry, the sum of the bounds); null when the values are exact."))
+    other: int = Field(default=0, description=OTHER)
 
 
 class BeeswarmFeature(BaseModel):
     feature: str
     values: list[Any]
     shap: list[float]
+    standard_errors: list[float] | None = Field(default=None, description="Per row; null when exact.")
+    other: int = Field(default=0, description=OTHER)
 
 
 class Beeswarm(BaseModel):
@@ -74,6 +83,8 @@ class ExplanationMeta(BaseModel):
     background_size: int
     background_seed: int | None = None
     additivity_error: float = Field(description="max |base + sum(phi) - output| over the explained rows")
+    max_standard_error: float | None = Field(default=None, description="Largest standard error of any value; "
+                                             "null when exact or when none were recorded.")
     rows: int
     features: int
     model_output: str | None = None
@@ -100,6 +111,7 @@ class ExplanationView(BaseModel):
     metadata: ExplanationMeta | None = None
     global_importance: list[Importance] = Field(default_factory=list, alias="global")
     beeswarm: Beeswarm | None = None
+    feature_order: list[str] = Field(default_factory=list, description="Every feature, largest mean |SHAP| first.")
     features: list[FeatureInfo] = Field(default_factory=list)
     rows: list[RowInfo] = Field(default_factory=list)
 
@@ -108,6 +120,7 @@ class Dependence(BaseModel):
     feature: str
     values: list[Any]
     shap: list[float]
+    standard_errors: list[float] | None = Field(default=None, description="Per row; null when exact.")
     colour_feature: str | None
     colour_values: list[Any]
     row_ids: list[RowId]
@@ -117,6 +130,9 @@ class Contribution(BaseModel):
     feature: str
     value: Any
     shap: float
+    standard_error: float | None = Field(default=None, description="Null when exact; for the \"other\" step, the "
+                                         "sum of its features' standard errors (a bound).")
+    other: int = Field(default=0, description=OTHER)
 
 
 class Waterfall(BaseModel):
@@ -225,8 +241,16 @@ def _require(sessions: ExplainSessions, run_id: str, field: str = "run_id") -> t
     return run, stored[0], stored[1]
 
 
-def _method(exact: bool) -> str:
-    return "exact Shapley values" if exact else "approximate Shapley values (permutation sampling)"
+def _method(exact: bool, standard_errors: bool = False) -> str:
+    if exact:
+        return "exact Shapley values"
+    return ("approximate Shapley values, ±SE per value" if standard_errors
+            else "approximate Shapley values (sampling; no standard errors recorded)")
+
+
+def _max_error(explanation: Explanation) -> float | None:
+    errors = explanation.standard_errors
+    return float(np.max(errors)) if errors is not None and np.size(errors) else None
 
 
 def _metadata(explanation: Explanation, run_name: str, model_type: str | None) -> ExplanationMeta:
@@ -234,9 +258,10 @@ def _metadata(explanation: Explanation, run_name: str, model_type: str | None) -
     exact = bool(meta.get("exact", True))
     rows = len(explanation.row_ids)
     return ExplanationMeta(
-        method=_method(exact), exact=exact, algorithm=meta.get("algorithm"),
+        method=_method(exact, explanation.standard_errors is not None), exact=exact, algorithm=meta.get("algorithm"),
         background_size=int(meta.get("background_size", 0)), background_seed=meta.get("background_seed"),
         additivity_error=float(explanation.additivity_errors.max()) if rows else 0.0,
+        max_standard_error=None if exact else _max_error(explanation),
         rows=rows, features=len(explanation.features), model_output=meta.get("model_output"),
         evaluator=meta.get("evaluator"), seconds=meta.get("seconds"),
         data_source=meta.get("data_source") or f"the run's test split ({rows} rows)", created=meta.get("created"),
@@ -271,7 +296,7 @@ def explanation_view(sessions: ExplainSessions, run_id: str) -> ExplanationView:
         compute_reason="an explanation is already stored",
         metadata=_metadata(explanation, header["run_name"], header["model_type"]),
         global_importance=views.global_importance(explanation),
-        beeswarm=views.beeswarm(explanation), rows=rows,
+        beeswarm=views.beeswarm(explanation), feature_order=views.feature_order(explanation), rows=rows,
         features=[FeatureInfo(**asdict(spec)) for spec in feature_specs(explanation, background)])
 
 
@@ -311,7 +336,9 @@ def what_if_view(sessions: ExplainSessions, run_id: str, record: dict[str, Any])
     result = sessions.session(run_id).what_if(record)
     return WhatIfView(run_id=run_id, probability=result.probability, base_value=result.waterfall["base_value"],
                       record=result.record, waterfall=Waterfall(**result.waterfall),
-                      metadata={"method": _method(result.metadata["exact"]), **result.metadata})
+                      metadata={"method": _method(result.metadata["exact"],
+                                                  result.metadata.get("max_standard_error") is not None),
+                                **result.metadata})
 
 
 def _finite(value: float) -> float | None:
@@ -326,11 +353,14 @@ def compare_view(sessions: ExplainSessions, a: str, b: str) -> ComparisonView:
         result = views.compare(first, second)
     except ValueError as exc:
         raise BadInput(f"the runs cannot be compared: {exc}", field="b") from None
+    importance_a = views.global_importance(first)
+    shown = [item["feature"] for item in importance_a if not item["other"]]  # b's bars: the same features
     return ComparisonView(
         features=result["features"],
-        a=ComparedRun(run_id=a, run_name=_run_name(run_a), global_importance=views.global_importance(first),
+        a=ComparedRun(run_id=a, run_name=_run_name(run_a), global_importance=importance_a,
                       top=result["rank_champion"][:3]),
-        b=ComparedRun(run_id=b, run_name=_run_name(run_b), global_importance=views.global_importance(second),
+        b=ComparedRun(run_id=b, run_name=_run_name(run_b),
+                      global_importance=views.global_importance(second, keep=shown),
                       top=result["rank_challenger"][:3]),
         spearman=_finite(result["spearman"]), kendall=_finite(result["kendall_tau"]),
         shared_rows=result["shared_rows"])

@@ -130,6 +130,10 @@ class ExplainerSession:
         seconds = time.perf_counter() - started
         metadata = {key: explanation.metadata[key] for key in ("exact", "algorithm", "background_size",
                                                                 "evaluator", "max_additivity_error")}
+        metadata["model_output"] = explanation.metadata.get("model_output")
+        errors = explanation.standard_errors
+        exact = explanation.metadata["exact"]
+        metadata["max_standard_error"] = None if errors is None or exact else float(np.max(errors))
         metadata["seconds"] = seconds
         return WhatIf(probability=float(explanation.outputs[0]), waterfall=views.waterfall(explanation, 0),
                       record={f: plain_value(rows.at[0, f]) for f in explanation.features}, metadata=metadata)

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 import mlscope
 from mlscope.config import Settings
 from mlscope.errors import NotReady, TooLarge
+from mlscope.explain.shapley import Explanation as ShapleyExplanation
 from mlscope.serving.batching import MicroBatcher
 from mlscope.serving.contract import Contract, plain_passenger_columns
 from mlscope.serving.loading import LoadedModel
@@ -70,17 +71,24 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
+def explanation_answers(explanation: ShapleyExplanation, fields: list[str]) -> list[dict[str, Any]]:
+    """One `explanation` object per explained row, keyed by request field (`fields`, in feature order)."""
+    exact = bool(explanation.metadata["exact"])
+    errors = None if exact or explanation.standard_errors is None else np.asarray(explanation.standard_errors)
+    common = {"exact": exact, "model_output": explanation.metadata.get("model_output"),
+              "algorithm": explanation.metadata.get("algorithm"),
+              "background_size": int(explanation.metadata["background_size"])}
+    return [{"base_value": explanation.base_value,
+             "contributions": dict(zip(fields, row.tolist(), strict=True)),
+             "standard_errors": None if errors is None else dict(zip(fields, errors[r].tolist(), strict=True)),
+             **common, "additivity_error": float(error)}
+            for r, (row, error) in enumerate(zip(explanation.values, explanation.additivity_errors, strict=True))]
+
+
 def _explanation(model: LoadedModel, columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     explanation = model.explain(columns)
     names = {raw: field for field, raw in model.contract.fields.items()}
-    fields = [names[feature] for feature in explanation.features]
-    errors = explanation.additivity_errors
-    return [{"base_value": explanation.base_value,
-             "contributions": dict(zip(fields, row.tolist(), strict=True)),
-             "exact": bool(explanation.metadata["exact"]),
-             "background_size": int(explanation.metadata["background_size"]),
-             "additivity_error": float(error)}
-            for row, error in zip(explanation.values, errors, strict=True)]
+    return explanation_answers(explanation, [names[feature] for feature in explanation.features])
 
 
 def _answers(model: LoadedModel, columns: dict[str, np.ndarray], explain: bool) -> list[dict[str, Any]]:
@@ -172,7 +180,8 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
         return contract.columns(items), len(items)
 
     examples = {f"example {n + 1}": {"value": example} for n, example in enumerate(contract.examples())}
-    ExplainFlag = Annotated[bool, Query(description="Add exact per-feature Shapley contributions.")]
+    ExplainFlag = Annotated[bool, Query(
+        description="Add per-feature Shapley contributions: exact, or with a standard error per value.")]
 
     def served() -> LoadedModel:
         model = watcher.current

@@ -64,11 +64,17 @@ class ModelRef(BaseModel):
 
 
 class Explanation(BaseModel):
-    """Exact interventional Shapley values of the probability, one per input field."""
+    """Interventional Shapley values of the probability, one per input field: exact, or approximate with a
+    standard error per value."""
 
     base_value: float
     contributions: dict[str, float]
     exact: bool
+    standard_errors: dict[str, float] | None = Field(
+        default=None, description="Per input field, the standard error of its contribution; null when exact "
+                                  "(or when the estimate recorded none).")
+    model_output: str | None = Field(default=None, description="What is explained, e.g. 'probability of class 1'.")
+    algorithm: str | None = None
     background_size: int
     additivity_error: float = Field(description="|base_value + sum(contributions) - probability|.")
 

@@ -1,5 +1,8 @@
 // The explain view: a run's stored SHAP explanation (global importance, beeswarm, dependence), one row's
 // waterfall with a live what-if form, and a comparison with another run. Data only through textContent.
+// Wide tables: the server sends the top features and one "other N features" entry; here the dependence
+// picker gets a search box and the what-if form a "more features" group with a filter. Every value says
+// whether it is exact or carries a standard error (±SE).
 
 import {ApiError, api, el, fmt, guarded, mutate, path, plot} from "/static/common.js";
 
@@ -12,8 +15,11 @@ const DEBOUNCE_MS = 150;
 const POSITIVE = "#d6604d";
 const NEGATIVE = "#4393c3";
 const COLOURS = [[0, "#3b6ea8"], [0.5, "#d9d9d9"], [1, "#c0392b"]];
+const OTHER = "#9aa3ad";
+const TOP = 20;  // views.TOP_FEATURES: more than TOP + 1 features and the view groups them
 
-const state = {view: null, label: "class 1", timer: null, requested: 0, applied: 0, current: null};
+const state = {view: null, label: "class 1", timer: null, requested: 0, applied: 0, current: null, dependence: 0,
+               dependenceFeature: null};
 
 // Plotly renders a small HTML subset in labels and hover text: escape data before it gets there.
 function safe(text) {
@@ -27,6 +33,20 @@ function show(value) {
 
 function signed(value) {
   return `${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(3)}`;
+}
+
+function hasError(se) {
+  return se !== null && se !== undefined;
+}
+
+// "± 0.0012" for a value with a standard error, "exact" for an exact one.
+function uncertainty(se, exact) {
+  if (hasError(se)) return `± ${Number(se.toPrecision(2))}`;
+  return exact ? "exact" : "approximate";
+}
+
+function wide(count) {
+  return count > TOP + 1;
 }
 
 function rowLabel(row) {
@@ -82,8 +102,15 @@ function header(view) {
 }
 
 function metadataLine(meta) {
+  const of = meta.model_output ? ` of the ${meta.model_output}` : "";
+  let kind = `exact Shapley values${of}`;
+  if (!meta.exact) {
+    kind = hasError(meta.max_standard_error)
+      ? `approximate Shapley values${of}, ±SE per value (largest SE ${Number(meta.max_standard_error.toPrecision(2))})`
+      : `APPROXIMATE Shapley values${of} (sampling; no standard errors recorded)`;
+  }
   const parts = [
-    meta.exact ? "exact Shapley values" : "APPROXIMATE Shapley values (sampling)",
+    kind,
     `background ${meta.background_size} rows${meta.background_seed !== null ? ` (seed ${meta.background_seed})` : ""}`,
     `additivity error ${meta.additivity_error.toExponential(1)}`,
     `${meta.rows} rows × ${meta.features} features`,
@@ -93,13 +120,26 @@ function metadataLine(meta) {
   $("[data-meta]").textContent = parts.join(" · ");
 }
 
-function drawImportance(items) {
+function drawImportance(items, exact, total) {
   const ordered = [...items].reverse();
-  plot(chart("importance"), [{
+  const bars = {
     type: "bar", orientation: "h", x: ordered.map((i) => i.mean_abs_shap), y: ordered.map((i) => safe(i.feature)),
-    marker: {color: "#3b6ea8"}, hovertemplate: "%{y}: %{x:.4f}<extra></extra>",
-  }], {height: 60 + 28 * items.length, margin: {l: 90, r: 20, t: 10, b: 40},
-       xaxis: {title: {text: "mean |SHAP value|"}, zeroline: true}});
+    marker: {color: ordered.map((i) => (i.other ? OTHER : "#3b6ea8"))}, textposition: "none",
+    text: ordered.map((i) => `${i.mean_abs_shap.toFixed(4)} ${uncertainty(i.standard_error, exact)}` +
+                              (i.other ? " (sum of their mean |SHAP|)" : "")),
+    hovertemplate: "%{y}: %{text}<extra></extra>",
+  };
+  const errors = ordered.every((i) => hasError(i.standard_error));
+  if (errors) bars.error_x = {type: "data", array: ordered.map((i) => i.standard_error), thickness: 1, color: "#333"};
+  plot(chart("importance"), [bars], {height: 60 + 28 * items.length, margin: {l: 110, r: 20, t: 10, b: 40},
+                                     xaxis: {title: {text: "mean |SHAP value|"}, zeroline: true}});
+  const other = items.find((i) => i.other);
+  const notes = [];
+  if (other) notes.push(`top ${items.length - 1} of ${total} features; the other ${other.other} summed into one grey bar`);
+  notes.push(exact ? "exact values" : errors ? "error bars: bound on the standard error of mean |SHAP| " +
+                                               "(the mean of the per-row standard errors; summed for the grey bar)"
+                                             : "approximate values, no standard errors recorded");
+  $("[data-importance-note]").textContent = notes.join(" · ");
 }
 
 function drawBeeswarm(beeswarm) {
@@ -109,8 +149,11 @@ function drawBeeswarm(beeswarm) {
     const position = n - 1 - i;
     const scaled = normalise(feature.values);
     const shift = jitter(feature.shap.length, i + 1);
+    const errors = feature.standard_errors;
     feature.shap.forEach((phi, k) => {
-      const hover = `${safe(feature.feature)} = ${safe(show(feature.values[k]))}<br>SHAP ${signed(phi)}` +
+      const what = feature.other ? `${safe(feature.feature)} (their summed contribution)`
+                                 : `${safe(feature.feature)} = ${safe(show(feature.values[k]))}`;
+      const hover = `${what}<br>SHAP ${signed(phi)} ${uncertainty(errors ? errors[k] : null, state.view.metadata.exact)}` +
         `<br>row ${safe(beeswarm.row_ids[k])}`;
       if (scaled[k] === null) {
         mx.push(phi); my.push(position + shift[k]); mtext.push(hover);
@@ -125,18 +168,24 @@ function drawBeeswarm(beeswarm) {
               colorbar: {title: {text: "feature value"}, tickvals: [0, 1], ticktext: ["low", "high"], thickness: 10}}},
     {type: "scatter", mode: "markers", x: mx, y: my, text: mtext, hoverinfo: "text", name: "missing",
      marker: {size: 5, color: "#999", opacity: 0.6}},
-  ], {height: 80 + 42 * n, showlegend: false, margin: {l: 90, r: 20, t: 10, b: 40},
+  ], {height: 80 + 42 * n, showlegend: false, margin: {l: 120, r: 20, t: 10, b: 40},
       xaxis: {title: {text: "SHAP value (effect on the probability)"}, zeroline: true, zerolinecolor: "#888"},
       yaxis: {tickvals: beeswarm.features.map((_, i) => n - 1 - i),
               ticktext: beeswarm.features.map((f) => safe(f.feature)), range: [-0.6, n - 0.4]}});
 }
 
 async function drawDependence(feature) {
+  const number = ++state.dependence;
   const data = await api(`${base}/dependence?feature=${encodeURIComponent(feature)}`);
+  if (number !== state.dependence) return;  // a later pick is on its way
+  state.dependenceFeature = feature;
+  const exact = state.view.metadata.exact;
+  const errors = data.standard_errors;
   const scaled = data.colour_feature ? normalise(data.colour_values) : null;
   const shown = data.values.map((v) => v !== null);
   const pick = (list) => list.filter((_, k) => shown[k]);
-  const hover = data.values.map((v, k) => `${safe(feature)} = ${safe(show(v))}<br>SHAP ${signed(data.shap[k])}` +
+  const hover = data.values.map((v, k) => `${safe(feature)} = ${safe(show(v))}<br>SHAP ${signed(data.shap[k])} ` +
+    uncertainty(errors ? errors[k] : null, exact) +
     (data.colour_feature ? `<br>${safe(data.colour_feature)} = ${safe(show(data.colour_values[k]))}` : "") +
     `<br>row ${safe(data.row_ids[k])}`);
   const categorical = data.values.some((v) => v !== null && typeof v !== "number");
@@ -144,32 +193,62 @@ async function drawDependence(feature) {
   const categories = categorical ? [...new Set(pick(data.values).map(String))] : [];
   const spread = jitter(data.values.length, 7);
   const x = categorical ? data.values.map((v, k) => categories.indexOf(String(v)) + spread[k]) : data.values;
-  plot(chart("dependence"), [{
+  const points = {
     type: "scatter", mode: "markers", x: pick(x), y: pick(data.shap), text: pick(hover), hoverinfo: "text",
     marker: scaled ? {size: 7, color: pick(scaled).map((c) => (c === null ? 0.5 : c)), colorscale: COLOURS,
                       cmin: 0, cmax: 1, colorbar: {title: {text: safe(data.colour_feature)}, thickness: 10,
                                                    ...colourTicks(data.colour_values)}}
                    : {size: 7, color: "#3b6ea8"},
-  }], {height: 360,
+  };
+  if (errors) points.error_y = {type: "data", array: pick(errors), thickness: 1, width: 0, color: "#999"};
+  plot(chart("dependence"), [points], {height: 360,
        xaxis: categorical ? {title: {text: safe(feature)}, tickvals: categories.map((_, i) => i),
                              ticktext: categories.map(safe), zeroline: false}
                           : {title: {text: safe(feature)}},
        yaxis: {title: {text: `SHAP value of ${safe(feature)}`}, zeroline: true, zerolinecolor: "#888"}});
   const missing = shown.filter((s) => !s).length;
-  $("[data-dependence-note]").textContent = (data.colour_feature
-    ? `colour: ${data.colour_feature} (the feature it interacts with most)` : "") +
-    (missing ? ` · ${missing} row(s) with a missing value not drawn` : "");
+  $("[data-dependence-note]").textContent = [
+    data.colour_feature ? `colour: ${data.colour_feature} (the feature it interacts with most)` : "",
+    missing ? `${missing} row(s) with a missing value not drawn` : "",
+    exact ? "exact values" : errors ? "bars: ±1 standard error" : "approximate values",
+  ].filter(Boolean).join(" · ");
 }
 
-function drawWaterfall(waterfall, probability) {
+// The picker lists every feature, most important first; wide tables get a search box that narrows it.
+function setupDependence(view) {
+  const select = $("select[data-dependence-feature]");
+  const search = $("[data-dependence-search]");
+  const names = view.feature_order.length ? view.feature_order : view.global.map((g) => g.feature);
+  const options = (list) => list.map((name) => el("option", {value: name}, name));
+  select.replaceChildren(...options(names));
+  select.onchange = () => guarded(() => drawDependence(select.value));
+  search.value = "";
+  $("[data-dependence-filter]").hidden = !wide(names.length);
+  $("[data-dependence-count]").textContent = "";
+  search.oninput = () => {
+    const needle = search.value.trim().toLowerCase();
+    const found = names.filter((name) => name.toLowerCase().includes(needle));
+    select.replaceChildren(...options(found));
+    $("[data-dependence-count]").textContent = needle ? `${found.length} of ${names.length} features match` : "";
+    if (found.includes(state.dependenceFeature)) select.value = state.dependenceFeature;  // the plot stays
+    else if (found.length) guarded(() => drawDependence(found[0]));
+  };
+  search.onkeydown = (event) => {
+    if (event.key === "Enter") event.preventDefault();
+  };
+}
+
+function drawWaterfall(waterfall, probability, exact) {
   const items = waterfall.contributions;
-  const labels = ["base value", ...items.map((c) => safe(`${c.feature} = ${show(c.value)}`)),
+  const labels = ["base value", ...items.map((c) => safe(c.other ? c.feature : `${c.feature} = ${show(c.value)}`)),
                   safe(`P(${state.label})`)];
+  const step = (c) => (hasError(c.standard_error) ? `${signed(c.shap)} ${uncertainty(c.standard_error, exact)}`
+                                                   : signed(c.shap));
   plot(chart("waterfall"), [{
     type: "waterfall", orientation: "h", y: labels,
     x: [waterfall.base_value, ...items.map((c) => c.shap), 0],
     measure: ["absolute", ...items.map(() => "relative"), "total"],
-    text: [waterfall.base_value.toFixed(3), ...items.map((c) => signed(c.shap)), probability.toFixed(3)],
+    text: [waterfall.base_value.toFixed(3), ...items.map(step), probability.toFixed(3)],
     textposition: "outside", cliponaxis: false, hoverinfo: "y+text",
     increasing: {marker: {color: POSITIVE}}, decreasing: {marker: {color: NEGATIVE}},
     totals: {marker: {color: "#5b6270"}}, connector: {line: {color: "#bbb"}},
@@ -178,24 +257,62 @@ function drawWaterfall(waterfall, probability) {
   $("[data-probability]").textContent = `P(${state.label}) = ${probability.toFixed(3)}`;
 }
 
-function buildForm(features) {
-  const form = $("form[data-what-if]");
-  form.replaceChildren();
-  for (const feature of features) {
-    const label = el("label", {}, feature.name);
-    let input;
-    if (feature.kind === "categorical") {
-      input = el("select", {name: feature.name, "data-feature": feature.name});
-      input.append(el("option", {value: ""}, "(missing)"));
-      for (const category of feature.categories || []) input.append(el("option", {value: category}, category));
-    } else {
-      const seen = feature.min === null ? null : `seen: ${fmt(feature.min, 2)} … ${fmt(feature.max, 2)}`;
-      input = el("input", {type: "number", name: feature.name, "data-feature": feature.name, placeholder: "missing",
-                           step: feature.integer ? "1" : "any", title: seen});
-    }
-    label.append(input);
-    form.append(label);
+function field(feature) {
+  const label = el("label", {"data-field": feature.name}, feature.name);
+  let input;
+  if (feature.kind === "categorical") {
+    input = el("select", {name: feature.name, "data-feature": feature.name});
+    input.append(el("option", {value: ""}, "(missing)"));
+    for (const category of feature.categories || []) input.append(el("option", {value: category}, category));
+  } else {
+    const seen = feature.min === null ? null : `seen: ${fmt(feature.min, 2)} … ${fmt(feature.max, 2)}`;
+    input = el("input", {type: "number", name: feature.name, "data-feature": feature.name, placeholder: "missing",
+                         step: feature.integer ? "1" : "any", title: seen});
   }
+  label.append(input);
+  return label;
+}
+
+// Small tables: one field per feature, in the model's order. Wide ones: the most important features
+// first, the rest in a collapsed "more features" group, and a filter over all of them.
+function buildForm(view) {
+  const form = $("form[data-what-if]");
+  const features = view.features;
+  form.replaceChildren();
+  $("[data-what-if-search]").value = "";
+  $("[data-what-if-count]").hidden = true;
+  $("[data-what-if-filter]").hidden = !wide(features.length);
+  if (!wide(features.length)) {
+    form.append(...features.map(field));
+    return;
+  }
+  const byName = new Map(features.map((f) => [f.name, f]));
+  const order = view.feature_order.filter((name) => byName.has(name));
+  form.append(...order.slice(0, TOP).map((name) => field(byName.get(name))));
+  const more = el("details", {"data-more-features": ""});
+  const rest = order.slice(TOP);
+  more.append(el("summary", {}, `more features (${rest.length})`));
+  const box = el("div", {class: "fields"});
+  box.append(...rest.map((name) => field(byName.get(name))));
+  more.append(box);
+  form.append(more);
+}
+
+function filterForm() {
+  const needle = $("[data-what-if-search]").value.trim().toLowerCase();
+  const form = $("form[data-what-if]");
+  let shown = 0;
+  const labels = form.querySelectorAll("label[data-field]");
+  for (const label of labels) {
+    const match = !needle || label.dataset.field.toLowerCase().includes(needle);
+    label.hidden = !match;
+    shown += match ? 1 : 0;
+  }
+  const more = form.querySelector("details[data-more-features]");
+  if (more && needle) more.open = true;
+  const count = $("[data-what-if-count]");
+  count.textContent = needle ? `${shown} of ${labels.length} features match` : "";
+  count.hidden = !needle;
 }
 
 function fillForm(record) {
@@ -234,7 +351,7 @@ async function whatIf() {
     if (number < state.applied) return;
     state.applied = number;
     whatIfError(null);
-    drawWaterfall(answer.waterfall, answer.probability);
+    drawWaterfall(answer.waterfall, answer.probability, answer.metadata.exact);
     const edited = state.current ? `${rowLabel(state.current)}, edited` : "a hand-made record";
     $("[data-waterfall-note]").textContent = `what-if: ${edited} · computed live in ` +
       `${(answer.metadata.seconds * 1000).toFixed(1)} ms (${answer.metadata.method})`;
@@ -265,8 +382,9 @@ async function pickRow(row) {
   const chosen = $("[data-passenger]");
   chosen.replaceChildren(el("strong", {}, rowLabel(row)));
   if (answer.y_true !== null) chosen.append(` · ${outcome(answer.y_true)}`);
-  drawWaterfall(answer.waterfall, answer.probability);
-  $("[data-waterfall-note]").textContent = "stored explanation of this row; change a value below for a what-if";
+  drawWaterfall(answer.waterfall, answer.probability, state.view.metadata.exact);
+  $("[data-waterfall-note]").textContent = `stored explanation of this row (${state.view.metadata.method}); ` +
+    "change a value below for a what-if";
 }
 
 function matches(query) {
@@ -319,6 +437,11 @@ function setupPicker() {
   form.addEventListener("input", scheduleWhatIf);
   form.addEventListener("change", scheduleWhatIf);
   form.addEventListener("submit", (event) => { event.preventDefault(); scheduleWhatIf(); });
+  const filter = $("[data-what-if-search]");
+  filter.addEventListener("input", filterForm);
+  filter.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") event.preventDefault();
+  });
 }
 
 async function drawComparison(other) {
@@ -434,12 +557,11 @@ async function load() {
   $("[data-explained]").hidden = false;
   $("[data-row-noun]").textContent = view.positive_label === "survived" ? "passenger" : "row";
   metadataLine(view.metadata);
-  drawImportance(view.global);
+  drawImportance(view.global, view.metadata.exact, view.metadata.features);
   drawBeeswarm(view.beeswarm);
+  setupDependence(view);
   const select = $("select[data-dependence-feature]");
-  select.replaceChildren(...view.global.map((g) => el("option", {value: g.feature}, g.feature)));
-  select.onchange = () => guarded(() => drawDependence(select.value));
-  buildForm(view.features);
+  buildForm(view);
   const first = view.rows[0];
   await Promise.all([
     select.value ? drawDependence(select.value) : null,
