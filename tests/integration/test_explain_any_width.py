@@ -54,7 +54,7 @@ def test_breast_cancer_boosting_is_explained_exactly_from_the_compute_button(sto
     computed = http.post(url)
     assert computed.status_code == 200, computed.text
     meta = http.get(url).json()["metadata"]
-    assert meta["exact"] is True and meta["path"] == "tree" and meta["features"] if "features" in meta else True
+    assert meta["exact"] is True and meta["path"] == "tree" and meta["features"] == 30
     assert meta["model_output"] == "log-odds of class 1"
 
     explanation, background = stored_explanation(store.client(), run_id)

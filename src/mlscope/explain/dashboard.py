@@ -80,6 +80,10 @@ class ExplanationMeta(BaseModel):
     method: str
     exact: bool
     algorithm: str | None = None
+    path: str | None = Field(default=None, description="tree, linear, enumeration or sampling (older artifacts: null)")
+    why: str | None = Field(default=None, description="Why that path applies to this model.")
+    converged: bool | None = Field(default=None, description="Sampling: every standard error reached the tolerance.")
+    stop_reason: str | None = Field(default=None, description="Sampling: why it stopped.")
     background_size: int
     background_seed: int | None = None
     additivity_error: float = Field(description="max |base + sum(phi) - output| over the explained rows")
@@ -259,6 +263,7 @@ def _metadata(explanation: Explanation, run_name: str, model_type: str | None) -
     rows = len(explanation.row_ids)
     return ExplanationMeta(
         method=_method(exact, explanation.standard_errors is not None), exact=exact, algorithm=meta.get("algorithm"),
+        path=meta.get("path"), why=meta.get("why"), converged=meta.get("converged"), stop_reason=meta.get("stop_reason"),
         background_size=int(meta.get("background_size", 0)), background_seed=meta.get("background_seed"),
         additivity_error=float(explanation.additivity_errors.max()) if rows else 0.0,
         max_standard_error=None if exact else _max_error(explanation),
