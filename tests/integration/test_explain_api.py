@@ -25,6 +25,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from mlscope.data.loader import titanic_path
 from mlscope.explain import artifacts, views
+from mlscope.explain.dashboard import wait_for_plots
 from mlscope.explain.service import stored_explanation
 from mlscope.tracking.client import allow_model_loading, bind_fluent_api
 from mlscope.web.app import create_app
@@ -300,6 +301,7 @@ def test_a_plain_mlflow_run_is_computed_on_demand_with_the_token(plain: Store) -
 
     # Stored the way mlscope stores explanations, and right.
     explanation, background = stored_explanation(plain.client(), run_id)
+    assert wait_for_plots()  # the PNGs (for MLflow's UI) are logged after the answer, in the background
     listed = {a.path for a in plain.client().list_artifacts(run_id, artifacts.FOLDER)}
     assert {f"{artifacts.FOLDER}/{f}" for f in ("test.json", "shap_importance.png", "shap_beeswarm.png")} <= listed
     assert len(background) == 100 and explanation.additivity_errors.max() < 1e-9

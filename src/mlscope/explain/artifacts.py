@@ -76,13 +76,14 @@ def to_json(explanation: Explanation, background: pd.DataFrame) -> dict[str, Any
 
 
 def _frame(rows: list[list[Any]], features: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=features)
-    for column in frame.columns:
-        if frame[column].map(lambda v: v is None or isinstance(v, (int, float))).all():
-            frame[column] = frame[column].astype("float64")
+    columns: dict[str, Any] = {}
+    for j, feature in enumerate(features):
+        values = [row[j] for row in rows]
+        if all(v is None or isinstance(v, (int, float)) for v in values):
+            columns[feature] = np.array([np.nan if v is None else v for v in values], dtype="float64")
         else:
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), np.nan)
-    return frame
+            columns[feature] = pd.Series(values, dtype=object).where(pd.notna(pd.Series(values, dtype=object)), np.nan)
+    return pd.DataFrame(columns, columns=features)
 
 
 def from_json(payload: dict[str, Any]) -> tuple[Explanation, pd.DataFrame]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
+import logging
 import threading
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,9 @@ EXPLAINED_ROWS = 200
 TITANIC = "titanic"
 RowId = int | float | str
 _COMPUTING = threading.Lock()
+_PLOTTING: set[threading.Thread] = set()
+_PLOTTING_LOCK = threading.Lock()
+_LOG = logging.getLogger(__name__)
 
 
 class FeatureInfo(BaseModel):
@@ -480,13 +485,44 @@ def _data_to_explain(settings: Settings, run_id: str, plan: ComputePlan, model: 
 
 
 def _log(client: MlflowClient, run_id: str, explanation: Explanation, background: pd.DataFrame, title: str) -> None:
-    """Store the explanation the way training does: `explanations/test.json` plus the summary plots."""
+    """Store the explanation the way training does: `explanations/test.json` now, the two summary PNGs
+    (for the stock MLflow UI; the dashboard draws its own charts from the JSON) in a background thread,
+    so the Compute button answers once the values are stored. A failed plot is logged, never lost."""
     with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
-        folder = Path(tmp)
-        artifacts.write(explanation, background, folder)
-        artifacts.plot_importance(explanation, f"{title}: mean |SHAP|", folder / "shap_importance.png")
-        artifacts.plot_beeswarm(explanation, f"{title}: SHAP values", folder / "shap_beeswarm.png")
-        client.log_artifacts(run_id, str(folder), artifact_path=artifacts.FOLDER)
+        client.log_artifact(run_id, str(artifacts.write(explanation, background, Path(tmp))),
+                            artifact_path=artifacts.FOLDER)
+    thread = threading.Thread(target=_log_plots, args=(client, run_id, explanation, title),
+                              name=f"mlscope-plots-{run_id}")
+    with _PLOTTING_LOCK:
+        _PLOTTING.add(thread)
+    thread.start()
+
+
+def _log_plots(client: MlflowClient, run_id: str, explanation: Explanation, title: str) -> None:
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
+            folder = Path(tmp)
+            artifacts.plot_importance(explanation, f"{title}: mean |SHAP|", folder / "shap_importance.png")
+            artifacts.plot_beeswarm(explanation, f"{title}: SHAP values", folder / "shap_beeswarm.png")
+            client.log_artifacts(run_id, str(folder), artifact_path=artifacts.FOLDER)
+    except Exception as exc:  # noqa: BLE001 - the values are stored; the PNGs are a convenience for MLflow's UI
+        _LOG.warning("run %s: the explanation's summary plots were not stored: %s", run_id, _first_line(exc))
+    finally:
+        with _PLOTTING_LOCK:
+            _PLOTTING.discard(threading.current_thread())
+
+
+def wait_for_plots(timeout: float = 60.0) -> bool:
+    """Block until every pending summary plot is stored (tests, shutdown); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with _PLOTTING_LOCK:
+            pending = list(_PLOTTING)
+        if not pending:
+            return True
+        pending[0].join(max(0.0, deadline - time.monotonic()))
+        if time.monotonic() >= deadline:
+            return False
 
 
 def compute_explanation(sessions: ExplainSessions, run_id: str) -> ExplanationView:
@@ -511,5 +547,5 @@ def compute_explanation(sessions: ExplainSessions, run_id: str) -> ExplanationVi
                                          "data_source": source, "created": datetime.now(UTC).isoformat(
                                              timespec="seconds"), **extra})
             _log(sessions.client, run_id, explanation, background[features], _run_name(run))
-            sessions.forget(run_id)
+            sessions.remember(run_id, artifacts.from_json(artifacts.to_json(explanation, background[features])))
     return explanation_view(sessions, run_id)

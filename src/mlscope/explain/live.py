@@ -203,6 +203,11 @@ class ExplainSessions:
         self._stored.drop(run_id)
         self._sessions.drop(run_id)
 
+    def remember(self, run_id: str, stored: Stored) -> None:
+        """The run's explanation was just logged: keep it as it reads back, without downloading it."""
+        self.forget(run_id)
+        self._stored.get(run_id, lambda: stored)
+
     def _open(self, run_id: str) -> ExplainerSession:
         try:
             stored = self.stored(run_id)
