@@ -91,7 +91,7 @@ class TreePath:
             encoded = self.model.steps[0][1].transform(rows[self.features])
             encoded = encoded.toarray() if hasattr(encoded, "toarray") else encoded
             return np.asarray(encoded, dtype=np.float64)
-        frame = rows[self.columns]
+        frame = rows if list(rows.columns) == self.columns else rows[self.columns]
         try:
             return frame.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError):
