@@ -21,8 +21,13 @@ one by one: one walk per (x, tree) carries the SET of background rows (a bitset)
 walk's state, and splits it where they part ways. Rows that agree with each other travel together,
 so a node is visited once per distinct state rather than once per background row, and a leaf adds
 its value times the set's size. Which background rows go left at every node is a bitset computed once
-per explainer. The walks are compiled by numba and spread over the explained rows (or, for a few
-rows, over the trees)."""
+per explainer.
+
+Small trees (boosters: at most MAX_TABLE_TREE_LEAVES leaves) go further: for a leaf with few groups on
+its path the background is folded into per-leaf tables when the explainer is built (`LeafTables`),
+so an explained row costs a few lookups per leaf whatever the background size. Deep forests' trees
+are walked: an explained row reaches only a part of their many leaves. Both parts are compiled by
+numba and spread over the explained rows (or, for one row of a large model, over the trees)."""
 
 from __future__ import annotations
 
@@ -329,7 +334,7 @@ def shapley_values(prepared: Prepared, X: np.ndarray) -> tuple[np.ndarray, np.nd
     threads = numba.get_num_threads()
     small = n * prepared.walked_nodes * prepared.background_size < PARALLEL_WORK
     chunks = 1 if n >= 2 * threads or small else min(threads, e.n_trees)
-    bounds = np.linspace(0, e.n_trees, chunks + 1).astype(np.int64)
+    bounds = np.arange(chunks + 1, dtype=np.int64) * e.n_trees // chunks
     out = np.zeros((chunks, n, G + 1, K))  # slot G: the sum of the leaves x reaches
     tables = prepared.tables
     if small:  # waking the other threads would cost more than it saves (and a lot on a busy machine)
