@@ -183,7 +183,9 @@ def run_side(side: str, case_path: Path, workdir: Path, single_rows: int, raw: n
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--case", str(case_path),
                "--out", str(out), "--single-rows", str(single_rows)]
-    subprocess.run(command, check=True, env=env)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)  # shap draws a progress bar on stderr
+    if done.returncode:
+        raise SystemExit(f"{side} worker failed:\n{done.stderr}")
     report = json.loads(out.read_text())
     values = np.load(out.with_suffix(".npy"))
     additivity = float(np.abs(np.asarray(report["base"]) + values.sum(axis=1) - raw).max())
