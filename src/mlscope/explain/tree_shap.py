@@ -13,13 +13,16 @@ group neither), the leaf is reached exactly when A is inside S and C outside; th
 that unanimity-style game is v (a-1)! c! / (a+c)! for each group of A and -v a! (c-1)! / (a+c)! for each
 group of C, zero for the rest (a = |A|, c = |C|).
 
-No leaf is enumerated: for each (x, b, tree) a depth-first walk from the root carries each group's
-state (undecided, in A, in C). A decided group follows its own side; an undecided one where x and b
-agree follows them; where they disagree the walk forks, the group joining A on x's side and C on b's.
-Every leaf it reaches is one with a non-zero game, so the work per pair is the part of the tree
-some hybrid of x and b can reach. Which way every background row goes at every node is computed once
-per explainer; background rows that go the same way at every node of a tree are walked once, weighted.
-The walks are compiled by numba and spread over the explained rows (or over the trees for few rows)."""
+No leaf is enumerated. For one (x, b, tree) a depth-first walk from the root carries each group's
+state (undecided, in A, in C): a decided group follows its own side (x's for A, b's for C); an
+undecided one where x and b agree follows them; where they disagree the walk forks, the group joining
+A on x's side and C on b's. Every leaf reached has a non-zero game. The background rows are not walked
+one by one: one walk per (x, tree) carries the SET of background rows (a bitset) that share the
+walk's state, and splits it where they part ways. Rows that agree with each other travel together,
+so a node is visited once per distinct state rather than once per background row, and a leaf adds
+its value times the set's size. Which background rows go left at every node is a bitset computed once
+per explainer. The walks are compiled by numba and spread over the explained rows (or, for a few
+rows, over the trees)."""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from functools import cache
 import numba
 import numpy as np
 
-from mlscope.explain.tree_models import TreeEnsemble
+from mlscope.explain.tree_models import PROBABILITY, TreeEnsemble
 
 
 @dataclass
@@ -41,14 +44,15 @@ class Prepared:
     ensemble: TreeEnsemble
     node_group: np.ndarray  # int64 (nodes,): group of the node's column, -1 at leaves
     n_groups: int
-    background_left: np.ndarray  # uint8 (background rows, nodes): the row goes left at the node
-    tree_rows: np.ndarray  # int64: per tree, the distinct background rows, concatenated
-    tree_weights: np.ndarray  # float64: weight of each of those rows (copies / background size)
-    tree_offsets: np.ndarray  # int64 (trees + 1,): slice of tree_rows per tree
+    background_left: np.ndarray  # uint64 (nodes, words): bit r set when background row r goes left
+    everyone: np.ndarray  # uint64 (words,): the bits of all background rows
+    background_size: int
     weight_a: np.ndarray  # float64 (d+1, d+1): (a-1)! c! / (a+c)!
     weight_c: np.ndarray  # float64 (d+1, d+1): a! (c-1)! / (a+c)!
     max_depth: int
     base: np.ndarray  # float64 (outputs,): mean raw output over the background
+    value: np.ndarray  # float64 (nodes, outputs), contiguous
+    leaf_value: np.ndarray  # the output columns the walks explain (all but the last for probabilities)
 
 
 def prepare(ensemble: TreeEnsemble, groups: np.ndarray, background: np.ndarray) -> Prepared:
@@ -56,16 +60,21 @@ def prepare(ensemble: TreeEnsemble, groups: np.ndarray, background: np.ndarray) 
     groups = np.asarray(groups, dtype=np.int64)
     if len(groups) != ensemble.n_columns:
         raise ValueError(f"{len(groups)} column groups for a model of {ensemble.n_columns} columns")
+    B = ensemble.prepare(background)
+    if len(B) == 0:
+        raise ValueError("the background has no rows")
     inner = ensemble.left >= 0
     node_group = np.where(inner, groups[np.where(inner, ensemble.feature, 0)], -1).astype(np.int64)
-    B = ensemble.prepare(background)
-    background_left = _go_left(ensemble, B)
     depth = _max_depth(ensemble)
-    rows, weights, offsets = _distinct_background(ensemble, background_left)
     weight_a, weight_c = _weights(depth)
-    base = ensemble.predict_raw(B).mean(axis=0) if len(B) else ensemble.base.copy()
-    return Prepared(ensemble, node_group, int(groups.max()) + 1 if len(groups) else 0, background_left,
-                    rows, weights, offsets, weight_a, weight_c, depth, base)
+    value = np.ascontiguousarray(ensemble.value, dtype=np.float64)
+    # Every leaf's class probabilities sum to the same constant, so the last class's values are minus the
+    # sum of the others' (Shapley values are linear, and a constant has none): one column less to walk.
+    derive_last = ensemble.output == PROBABILITY and ensemble.n_outputs >= 2
+    leaf_value = np.ascontiguousarray(value[:, :-1]) if derive_last else value
+    return Prepared(ensemble, node_group, int(groups.max()) + 1 if len(groups) else 0,
+                    _bits(_go_left(ensemble, B).T), _bits(np.ones((1, len(B)), dtype=bool))[0], len(B),
+                    weight_a, weight_c, depth, ensemble.predict_raw(B).mean(axis=0), value, leaf_value)
 
 
 def shapley_values(prepared: Prepared, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,64 +85,58 @@ def shapley_values(prepared: Prepared, X: np.ndarray) -> tuple[np.ndarray, np.nd
     n, K, G = len(X), e.n_outputs, prepared.n_groups
     if n == 0 or e.n_trees == 0:
         return np.zeros((n, G, K)), np.tile(e.base, (n, 1))
-    kernel = _kernel()
-    threads = _threads()
+    threads = numba.get_num_threads()
     chunks = 1 if n >= 2 * threads else min(threads, e.n_trees)
     bounds = np.linspace(0, e.n_trees, chunks + 1).astype(np.int64)
     out = np.zeros((chunks, n, G + 1, K))  # slot G: the sum of the leaves x reaches
-    kernel(e.roots, e.left, e.right, e.feature, e.threshold, e.missing_left.astype(np.uint8),
-           np.ascontiguousarray(e.value), prepared.node_group, prepared.background_left, prepared.tree_rows,
-           prepared.tree_weights, prepared.tree_offsets, prepared.weight_a, prepared.weight_c,
-           prepared.max_depth, G, bounds, X, out)
-    total = out.sum(axis=0)
-    return total[:, :G], total[:, G] + e.base
+    _kernel()(e.roots, e.left, e.right, e.feature, e.threshold, _as_uint8(e.missing_left), prepared.value,
+              prepared.leaf_value, prepared.node_group, prepared.background_left, prepared.everyone, 1.0 / prepared.background_size,
+              prepared.weight_a, prepared.weight_c, prepared.max_depth, G, bounds, X, out)
+    total = out.sum(axis=0) if chunks > 1 else out[0]
+    values = total[:, :G]
+    L = prepared.leaf_value.shape[1]
+    if L < K:
+        values[:, :, L] = -values[:, :, :L].sum(axis=2)
+    return values, total[:, G] + e.base
+
+
+def _as_uint8(mask: np.ndarray) -> np.ndarray:
+    return mask.view(np.uint8) if mask.dtype == np.bool_ and mask.flags.c_contiguous else mask.astype(np.uint8)
 
 
 def _go_left(ensemble: TreeEnsemble, X: np.ndarray) -> np.ndarray:
+    """(rows, nodes) bool: the row goes left at the node (False at leaves)."""
     inner = ensemble.left >= 0
     columns = X[:, np.where(inner, ensemble.feature, 0)]
     with np.errstate(invalid="ignore"):
         left = np.where(np.isnan(columns), ensemble.missing_left[None, :], columns <= ensemble.threshold[None, :])
-    return np.ascontiguousarray((left & inner[None, :]).astype(np.uint8))
+    return left & inner[None, :]
+
+
+def _bits(flags: np.ndarray) -> np.ndarray:
+    """(items, rows) bool -> (items, words) uint64, bit r of word r // 64 = flags[:, r]."""
+    words = (flags.shape[1] + 63) // 64
+    packed = np.packbits(flags, axis=1, bitorder="little")
+    padded = np.zeros((flags.shape[0], words * 8), dtype=np.uint8)
+    padded[:, :packed.shape[1]] = packed
+    return np.ascontiguousarray(padded.view("<u8").astype(np.uint64))
 
 
 def _max_depth(ensemble: TreeEnsemble) -> int:
-    depth = np.zeros(len(ensemble.left), dtype=np.int64)
     frontier = ensemble.roots
     level = 0
     while len(frontier):
-        depth[frontier] = level
         inner = frontier[ensemble.left[frontier] >= 0]
         frontier = np.concatenate([ensemble.left[inner], ensemble.right[inner]])
         level += 1
     return max(level - 1, 0)
 
 
-def _distinct_background(ensemble: TreeEnsemble, background_left: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per tree, one background row per distinct vector of go-left answers at that tree's nodes."""
-    size = len(background_left)
-    ends = np.append(ensemble.roots[1:], len(ensemble.left))
-    rows, weights, offsets = [], [], [0]
-    for start, end in zip(ensemble.roots, ends, strict=True):
-        if size:
-            block = np.packbits(background_left[:, start:end], axis=1)
-            _, first, counts = np.unique(block, axis=0, return_index=True, return_counts=True)
-        else:
-            first, counts = np.zeros(0, dtype=np.int64), np.zeros(0)
-        rows.append(first.astype(np.int64))
-        weights.append(counts / max(size, 1))
-        offsets.append(offsets[-1] + len(first))
-    return (np.concatenate(rows).astype(np.int64), np.concatenate(weights).astype(np.float64),
-            np.array(offsets, dtype=np.int64))
-
-
 def _weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
     d = depth + 1
     weight_a, weight_c = np.zeros((d, d)), np.zeros((d, d))
     for a in range(d):
-        for c in range(d):
-            if a + c == 0 or a + c > depth:
-                continue
+        for c in range(d - a):
             total = math.factorial(a + c)
             if a:
                 weight_a[a, c] = math.factorial(a - 1) * math.factorial(c) / total
@@ -142,106 +145,193 @@ def _weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
     return weight_a, weight_c
 
 
-def _threads() -> int:
-    return int(numba.get_num_threads())
+_M1, _M2, _M4, _H01 = (np.uint64(0x5555555555555555), np.uint64(0x3333333333333333),
+                       np.uint64(0x0F0F0F0F0F0F0F0F), np.uint64(0x0101010101010101))
+_S1, _S2, _S4, _S56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
 
 
-def _walks(roots, left, right, feature, threshold, missing_left, value, node_group, background_left,  # noqa: ANN001, ANN202
-           tree_rows, tree_weights, tree_offsets, weight_a, weight_c, max_depth, n_groups, bounds, X, out):
+def _jit(function: Callable[..., object], **options: object) -> Callable[..., object]:
+    try:
+        return numba.njit(cache=True, **options)(function)
+    except RuntimeError:  # no writable cache directory
+        return numba.njit(**options)(function)
+
+
+def _bit_count(v):  # noqa: ANN001, ANN202
+    v = v - ((v >> _S1) & _M1)
+    v = (v & _M2) + ((v >> _S2) & _M2)
+    v = (v + (v >> _S4)) & _M4
+    return (v * _H01) >> _S56
+
+
+_popcount = _jit(_bit_count, inline="always")
+
+
+def _release_groups(groups, count, keep, state, pending, phi, sign):  # noqa: ANN001, ANN202
+    """Drop list positions >= keep: each dropped group is paid what is pending for it."""
+    while count > keep:
+        count -= 1
+        g = groups[count]
+        state[g] = 0
+        for k in range(pending.shape[1]):
+            phi[g, k] += sign * pending[count, k]
+            if count:
+                pending[count - 1, k] += pending[count, k]
+            pending[count, k] = 0.0
+    return count
+
+
+_release = _jit(_release_groups, inline="always")
+
+
+def _walk_tree(root, x, left, right, feature, threshold, missing_left, value, leaf_value, node_group,  # noqa: ANN001, ANN202, C901, PLR0912, PLR0915
+               background_left, everyone, share, weight_a, weight_c, scratch, stack_bits, rows, pending, phi):
+    """One explained row, one tree, the whole background: add to phi[group, :] the Shapley values of
+    the `leaf_value` columns, and to phi[-1, :] the `value` of the leaf x reaches (the output).
+
+    Adding a leaf's share to every group of A (and of C) would cost |A| + |C| per leaf; instead
+    pending[p] holds an amount owed to the groups at positions 0..p of the A list (likewise for C) and
+    is paid, and passed down to position p - 1, when the group at position p leaves the list."""
+    K = value.shape[1]
+    L = leaf_value.shape[1]
+    W = everyone.shape[0]
+    n_groups = phi.shape[0] - 1
+    state = scratch[0]  # per group: 0 undecided, 1 in A (x's side), 2 in C (b's side)
+    in_a = scratch[1]
+    in_c = scratch[2]
+    stack_node = scratch[3]
+    stack_a = scratch[4]
+    stack_c = scratch[5]
+    stack_group = scratch[6]  # the group that joins A (kind 1) or C (kind 2) when the entry is taken
+    stack_kind = scratch[7]
+    pending_a = pending[0]
+    pending_c = pending[1]
+    node = root
+    while left[node] >= 0:
+        v = x[feature[node]]
+        x_goes_left = missing_left[node] != 0 if np.isnan(v) else v <= threshold[node]
+        node = left[node] if x_goes_left else right[node]
+    for k in range(K):
+        phi[n_groups, k] += value[node, k]
+
+    a = 0
+    c = 0
+    stack_node[0] = root
+    stack_a[0] = 0
+    stack_c[0] = 0
+    stack_kind[0] = 0
+    for w in range(W):
+        stack_bits[0, w] = everyone[w]
+    top = 1
+    while top > 0:
+        top -= 1
+        a = _release(in_a, a, stack_a[top], state, pending_a, phi, 1.0)
+        c = _release(in_c, c, stack_c[top], state, pending_c, phi, -1.0)
+        node = stack_node[top]
+        kind = stack_kind[top]
+        if kind == 1:
+            g = stack_group[top]
+            state[g] = 1
+            in_a[a] = g
+            a += 1
+        elif kind == 2:
+            g = stack_group[top]
+            state[g] = 2
+            in_c[c] = g
+            c += 1
+        for w in range(W):
+            rows[w] = stack_bits[top, w]
+        while left[node] >= 0:
+            g = node_group[node]
+            s = state[g]
+            v = x[feature[node]]
+            x_goes_left = missing_left[node] != 0 if np.isnan(v) else v <= threshold[node]
+            x_child = left[node] if x_goes_left else right[node]
+            if s == 1:
+                node = x_child
+                continue
+            other = right[node] if x_goes_left else left[node]
+            any_with = False
+            any_against = False
+            for w in range(W):
+                going_left = rows[w] & background_left[node, w]
+                with_x = going_left if x_goes_left else rows[w] ^ going_left
+                against = rows[w] ^ with_x
+                stack_bits[top, w] = against
+                rows[w] = with_x
+                any_with = any_with or with_x != 0
+                any_against = any_against or against != 0
+            if s == 2:  # g comes from b: each background row goes its own way
+                if any_against:
+                    if any_with:
+                        stack_node[top] = other
+                        stack_a[top] = a
+                        stack_c[top] = c
+                        stack_kind[top] = 0
+                        top += 1
+                        node = x_child
+                    else:
+                        for w in range(W):
+                            rows[w] = stack_bits[top, w]
+                        node = other
+                else:
+                    node = x_child
+                continue
+            if any_against:  # fork: x's side with g in A, the other side with g in C
+                stack_node[top] = other
+                stack_a[top] = a
+                stack_c[top] = c
+                stack_group[top] = g
+                stack_kind[top] = 2
+                for w in range(W):
+                    stack_bits[top + 1, w] = stack_bits[top, w]
+                stack_node[top + 1] = x_child
+                stack_a[top + 1] = a
+                stack_c[top + 1] = c
+                stack_group[top + 1] = g
+                stack_kind[top + 1] = 1
+                top += 2
+            if not any_with:
+                break
+            node = x_child
+        if left[node] >= 0 or a + c == 0:
+            continue
+        count = 0.0
+        for w in range(W):
+            count += float(_popcount(rows[w]))
+        if a:
+            amount = share * count * weight_a[a, c]
+            for k in range(L):
+                pending_a[a - 1, k] += amount * leaf_value[node, k]
+        if c:
+            amount = share * count * weight_c[a, c]
+            for k in range(L):
+                pending_c[c - 1, k] += amount * leaf_value[node, k]
+    _release(in_a, a, 0, state, pending_a, phi, 1.0)
+    _release(in_c, c, 0, state, pending_c, phi, -1.0)
+
+
+_walk = _jit(_walk_tree)
+
+
+def _walks(roots, left, right, feature, threshold, missing_left, value, leaf_value, node_group, background_left,  # noqa: ANN001, ANN202
+           everyone, share, weight_a, weight_c, max_depth, n_groups, bounds, X, out):
     n = X.shape[0]
     chunks = bounds.shape[0] - 1
-    K = value.shape[1]
+    size = max(2 * max_depth + 2, n_groups)
     for job in numba.prange(n * chunks):
         i = job // chunks
         chunk = job % chunks
-        x = X[i]
-        phi = out[chunk, i]
-        state = np.zeros(n_groups, np.int8)  # 0 undecided, 1 in A (x's side), 2 in C (b's side)
-        in_a = np.empty(max_depth + 1, np.int64)
-        in_c = np.empty(max_depth + 1, np.int64)
-        stack_node = np.empty(max_depth + 2, np.int64)
-        stack_a = np.empty(max_depth + 2, np.int64)
-        stack_c = np.empty(max_depth + 2, np.int64)
-        stack_group = np.empty(max_depth + 2, np.int64)
+        scratch = np.zeros((8, size), np.int64)
+        stack_bits = np.empty((size, everyone.shape[0]), np.uint64)
+        rows = np.empty(everyone.shape[0], np.uint64)
+        pending = np.zeros((2, max_depth + 1, leaf_value.shape[1]))
         for t in range(bounds[chunk], bounds[chunk + 1]):
-            root = roots[t]
-            node = root
-            while left[node] >= 0:
-                v = x[feature[node]]
-                x_goes_left = missing_left[node] != 0 if np.isnan(v) else v <= threshold[node]
-                node = left[node] if x_goes_left else right[node]
-            for k in range(K):
-                phi[n_groups, k] += value[node, k]
-            for r in range(tree_offsets[t], tree_offsets[t + 1]):
-                b = tree_rows[r]
-                weight = tree_weights[r]
-                b_left = background_left[b]
-                a = 0
-                c = 0
-                stack_node[0] = root
-                stack_a[0] = 0
-                stack_c[0] = 0
-                stack_group[0] = -1
-                top = 1
-                while top > 0:
-                    top -= 1
-                    node = stack_node[top]
-                    while a > stack_a[top]:
-                        a -= 1
-                        state[in_a[a]] = 0
-                    while c > stack_c[top]:
-                        c -= 1
-                        state[in_c[c]] = 0
-                    g = stack_group[top]
-                    if g >= 0:  # the b side of a fork: g joins C
-                        state[g] = 2
-                        in_c[c] = g
-                        c += 1
-                    while left[node] >= 0:
-                        g = node_group[node]
-                        v = x[feature[node]]
-                        x_goes_left = missing_left[node] != 0 if np.isnan(v) else v <= threshold[node]
-                        s = state[g]
-                        if s == 1:
-                            node = left[node] if x_goes_left else right[node]
-                        elif s == 2:
-                            node = left[node] if b_left[node] != 0 else right[node]
-                        elif x_goes_left == (b_left[node] != 0):
-                            node = left[node] if x_goes_left else right[node]
-                        else:
-                            stack_node[top] = right[node] if x_goes_left else left[node]
-                            stack_a[top] = a
-                            stack_c[top] = c
-                            stack_group[top] = g
-                            top += 1
-                            state[g] = 1
-                            in_a[a] = g
-                            a += 1
-                            node = left[node] if x_goes_left else right[node]
-                    if a + c == 0:
-                        continue
-                    if a:
-                        w = weight * weight_a[a, c]
-                        for j in range(a):
-                            for k in range(K):
-                                phi[in_a[j], k] += w * value[node, k]
-                    if c:
-                        w = weight * weight_c[a, c]
-                        for j in range(c):
-                            for k in range(K):
-                                phi[in_c[j], k] -= w * value[node, k]
-                # leave the state clean for the next background row
-                while a > 0:
-                    a -= 1
-                    state[in_a[a]] = 0
-                while c > 0:
-                    c -= 1
-                    state[in_c[c]] = 0
+            _walk(roots[t], X[i], left, right, feature, threshold, missing_left, value, leaf_value, node_group,
+                  background_left, everyone, share, weight_a, weight_c, scratch, stack_bits, rows, pending,
+                  out[chunk, i])
 
 
 @cache
 def _kernel() -> Callable[..., None]:
-    try:
-        return numba.njit(parallel=True, nogil=True, cache=True)(_walks)
-    except RuntimeError:  # no writable cache directory
-        return numba.njit(parallel=True, nogil=True)(_walks)
+    return _jit(_walks, parallel=True, nogil=True)
