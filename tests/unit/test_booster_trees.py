@@ -333,3 +333,23 @@ def test_tree_path_equals_shap_interventional(library: str, task: str) -> None:
         theirs = np.asarray(explainer.shap_values(rows, check_additivity=False), dtype=float)
     theirs = theirs.reshape(len(rows), X.shape[1], -1)
     assert np.abs(result.values - theirs).max() <= 1e-6
+
+
+def test_lightgbm_random_forest_mode_explains_the_averaged_margin() -> None:
+    """boosting_type="rf": the probability is the sigmoid of the average of the trees, while LightGBM's
+    raw_score is their sum; the ensemble is the average (before, the reader refused the model)."""
+    X, y = dataset("binary")
+    model = lightgbm.LGBMClassifier(boosting_type="rf", n_estimators=10, bagging_freq=1, bagging_fraction=0.7,
+                                    n_jobs=1, verbose=-1).fit(X, y)
+    ensemble = extract(model)
+    margin = ensemble.predict_raw(X)[:, 0]
+    assert np.abs(margin - model_raw(model, X)[:, 0] / 10).max() <= 1e-9
+    assert np.abs(1 / (1 + np.exp(-margin)) - model.predict_proba(X)[:, 1]).max() <= 1e-9
+
+
+def test_xgboost_random_forest() -> None:
+    X, y = dataset("binary")
+    model = xgboost.XGBRFClassifier(n_estimators=20, max_depth=4, n_jobs=1).fit(X, y)
+    ensemble = extract(model)
+    assert ensemble.n_trees == 20
+    np.testing.assert_allclose(ensemble.predict_raw(X), model_raw(model, X), rtol=2e-6, atol=2e-6)

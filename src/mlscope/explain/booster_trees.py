@@ -288,10 +288,12 @@ def _lightgbm(model: Any) -> _Reading:
     n_columns = int(dump["max_feature_idx"]) + 1
     classifier = hasattr(model, "classes_")
     output, names = _class_outputs(model) if classifier else (PREDICTION, ["prediction"])
+    # Random-forest mode averages its trees for the probability and prediction, but LightGBM's raw_score
+    # is the plain sum: the margin the link applies to is the average (checked on the probe rows below).
     scale = 1.0 / (len(dump["tree_info"]) // n_outputs) if dump.get("average_output") else 1.0
     trees = [_lightgbm_tree(name, info["tree_structure"], index % n_outputs, n_outputs, n_columns, scale)
              for index, info in enumerate(dump["tree_info"])]
-    raw = lambda X: model.predict(_as_model_input(model, X), raw_score=True)  # noqa: E731
+    raw = lambda X: scale * np.asarray(model.predict(_as_model_input(model, X), raw_score=True))  # noqa: E731
     transformed = (lambda X: model.predict_proba(_as_model_input(model, X))) if classifier \
         else (lambda X: model.predict(_as_model_input(model, X)))
     return _Reading(_labelled(trees, output, names), raw, transformed, False)
