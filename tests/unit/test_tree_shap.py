@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from mlscope.explain import tree_shap
 from mlscope.explain.sklearn_trees import extract
 from mlscope.explain.tree_models import LOG_ODDS, PREDICTION, PROBABILITY, UnsupportedTrees
 from mlscope.explain.tree_path import TreePath
@@ -74,6 +75,16 @@ def brute_force(model, rows: pd.DataFrame, background: pd.DataFrame) -> np.ndarr
     return np.array(out)
 
 
+_BRUTE: dict[str, np.ndarray] = {}
+
+
+def brute_force_once(key: str, model, rows: pd.DataFrame, background: pd.DataFrame) -> np.ndarray:
+    """brute_force, computed once per model for the several table settings (the models are seeded)."""
+    if key not in _BRUTE:
+        _BRUTE[key] = brute_force(model, rows, background)
+    return _BRUTE[key]
+
+
 def numeric_data(m: int, n: int = 300, nan: bool = False, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, m))
@@ -83,6 +94,14 @@ def numeric_data(m: int, n: int = 300, nan: bool = False, seed: int = 0) -> tupl
     if nan:
         X[rng.random(X.shape) < 0.15] = np.nan
     return pd.DataFrame(X, columns=[f"f{j}" for j in range(m)]), binary, three, target
+
+
+@pytest.fixture(params=[0, 3, tree_shap.MAX_TABLE_GROUPS], ids=["walks", "mixed", "tables"])
+def table_groups(request, monkeypatch):
+    """Leaves with at most this many groups on their path are tabled, the rest walked: all walked,
+    both kinds in one tree, all tabled (the small test trees)."""
+    monkeypatch.setattr(tree_shap, "MAX_TABLE_GROUPS", request.param)
+    return request.param
 
 
 BARE = [
@@ -105,12 +124,12 @@ def fit_bare(make, target: str, nan: bool, m: int = 5):
 
 
 @pytest.mark.parametrize("name,make,target,nan", BARE, ids=[b[0] for b in BARE])
-def test_bare_models_equal_brute_force(name, make, target, nan):
+def test_bare_models_equal_brute_force(name, make, target, nan, table_groups):
     model, X = fit_bare(make, target, nan)
     background, rows = X.iloc[:12], X.iloc[200:204]
     path = TreePath.build(model, list(X.columns), background)
     result = path.explain(rows)
-    expected = brute_force(model, rows, background)
+    expected = brute_force_once(name, model, rows, background)
     assert result.values.shape == expected.shape
     assert np.abs(result.values - expected).max() <= 1e-9
     f = raw_output(model)
@@ -119,12 +138,14 @@ def test_bare_models_equal_brute_force(name, make, target, nan):
     assert np.abs(result.base + result.values.sum(axis=1) - result.outputs).max() <= 1e-6
 
 
-def test_ten_features_equal_brute_force():
+def test_ten_features_equal_brute_force(table_groups):
     model, X = fit_bare(lambda: RandomForestClassifier(n_estimators=5, max_depth=10, random_state=1), "binary",
                         True, m=10)
     background, rows = X.iloc[:8], X.iloc[250:251]
-    result = TreePath.build(model, list(X.columns), background).explain(rows)
-    assert np.abs(result.values - brute_force(model, rows, background)).max() <= 1e-9
+    path = TreePath.build(model, list(X.columns), background)
+    assert path.prepared.tables.max_groups == table_groups
+    result = path.explain(rows)
+    assert np.abs(result.values - brute_force_once("ten", model, rows, background)).max() <= 1e-9
 
 
 def mixed_frame(n: int = 300, seed: int = 3) -> tuple[pd.DataFrame, np.ndarray]:
@@ -156,7 +177,7 @@ def pipeline(estimator) -> Pipeline:
     GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0),
     DecisionTreeRegressor(max_depth=8, random_state=0),
 ], ids=["rf", "gb", "dt-regressor"])
-def test_pipeline_one_hot_group_is_one_player(estimator):
+def test_pipeline_one_hot_group_is_one_player(estimator, table_groups):
     frame, y = mixed_frame()
     target = frame["fare"].to_numpy() if isinstance(estimator, DecisionTreeRegressor) else y
     model = pipeline(estimator).fit(frame, target)
@@ -165,7 +186,7 @@ def test_pipeline_one_hot_group_is_one_player(estimator):
     path = TreePath.build(model, features, background)
     assert path.groups.tolist().count(features.index("port")) == 4  # four one-hot columns, one player
     result = path.explain(rows)
-    expected = brute_force(model, rows, background)
+    expected = brute_force_once(f"pipeline-{type(estimator).__name__}", model, rows, background)
     assert result.values.shape == (5, 4, expected.shape[2])
     assert np.abs(result.values - expected).max() <= 1e-9
     assert np.abs(result.base + result.values.sum(axis=1) - raw_output(model)(rows)).max() <= 1e-6

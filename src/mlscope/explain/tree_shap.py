@@ -37,6 +37,52 @@ import numpy as np
 from mlscope.explain.tree_models import PROBABILITY, TreeEnsemble
 
 
+_M1, _M2, _M4, _H01 = (np.uint64(0x5555555555555555), np.uint64(0x3333333333333333),
+                       np.uint64(0x0F0F0F0F0F0F0F0F), np.uint64(0x0101010101010101))
+_S1, _S2, _S4, _S56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
+
+
+def _jit(function: Callable[..., object], **options: object) -> Callable[..., object]:
+    try:
+        return numba.njit(cache=True, **options)(function)
+    except RuntimeError:  # no writable cache directory
+        return numba.njit(**options)(function)
+
+
+def _bit_count(v):  # noqa: ANN001, ANN202
+    v = v - ((v >> _S1) & _M1)
+    v = (v & _M2) + ((v >> _S2) & _M2)
+    v = (v + (v >> _S4)) & _M4
+    return (v * _H01) >> _S56
+
+
+_popcount = _jit(_bit_count, inline="always")
+
+
+@dataclass
+class LeafTables:
+    """Shallow leaves (at most `max_groups` groups on their path) answered by lookup instead of walks.
+
+    For such a leaf with path groups P (numbered 0..p-1 by first appearance from the root, `local`), a
+    background row b reaches it in every hybrid that takes from b the groups it satisfies, M_b. For an
+    explained row failing the groups U, the pair counts iff U is inside M_b, and then a = p - |M_b|,
+    c = |U|. So the background folds into two tables per leaf, indexed by U: `c_table[U]` = mean over
+    the b with M_b containing U of (a! (c-1)! / (a+c)!), and `a_table[U, j]` = the mean of
+    ((a-1)! c! / (a+c)!) over those b that fail group j. Per explained row a leaf then costs p lookups."""
+
+    local: np.ndarray  # int64 (nodes,): position of the node's group among its path's groups
+    leaf_groups: np.ndarray  # int64: each leaf's path groups in `local` order, from leaf_start[leaf]
+    leaf_start: np.ndarray  # int64 (nodes,)
+    leaf_p: np.ndarray  # int64 (nodes,): number of groups on the leaf's path (-1 at internal nodes)
+    shallow_below: np.ndarray  # uint8 (nodes,): the subtree holds a tabled leaf
+    deep_below: np.ndarray  # uint8 (nodes,): the subtree holds a leaf left to the walks
+    c_start: np.ndarray  # int64 (nodes,): offset of a tabled leaf's c_table
+    a_start: np.ndarray  # int64 (nodes,): offset of a tabled leaf's a_table (2^p x p)
+    c_table: np.ndarray  # float64
+    a_table: np.ndarray  # float64
+    max_groups: int
+
+
 @dataclass
 class Prepared:
     """Everything about the ensemble and the background that no explained row changes."""
@@ -53,6 +99,7 @@ class Prepared:
     base: np.ndarray  # float64 (outputs,): mean raw output over the background
     value: np.ndarray  # float64 (nodes, outputs), contiguous
     leaf_value: np.ndarray  # the output columns the walks explain (all but the last for probabilities)
+    tables: LeafTables
 
 
 def prepare(ensemble: TreeEnsemble, groups: np.ndarray, background: np.ndarray) -> Prepared:
@@ -72,9 +119,195 @@ def prepare(ensemble: TreeEnsemble, groups: np.ndarray, background: np.ndarray) 
     # sum of the others' (Shapley values are linear, and a constant has none): one column less to walk.
     derive_last = ensemble.output == PROBABILITY and ensemble.n_outputs >= 2
     leaf_value = np.ascontiguousarray(value[:, :-1]) if derive_last else value
-    return Prepared(ensemble, node_group, int(groups.max()) + 1 if len(groups) else 0,
-                    _bits(_go_left(ensemble, B).T), _bits(np.ones((1, len(B)), dtype=bool))[0], len(B),
-                    weight_a, weight_c, depth, ensemble.predict_raw(B).mean(axis=0), value, leaf_value)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    go_left = _go_left(ensemble, B)
+    tables = _leaf_tables(ensemble, node_group, n_groups, depth, go_left, weight_a, weight_c)
+    return Prepared(ensemble, node_group, n_groups, _bits(go_left.T), _bits(np.ones((1, len(B)), dtype=bool))[0],
+                    len(B), weight_a, weight_c, depth, ensemble.predict_raw(B).mean(axis=0), value, leaf_value,
+                    tables)
+
+
+TABLE_BYTES = 256 * 2**20  # memory allowed for the shallow leaves' tables
+MAX_TABLE_GROUPS = 10
+
+
+def _leaf_tables(ensemble: TreeEnsemble, node_group: np.ndarray, n_groups: int, depth: int, go_left: np.ndarray,
+                 weight_a: np.ndarray, weight_c: np.ndarray) -> LeafTables:
+    nodes = len(ensemble.left)
+    local = np.full(nodes, -1, dtype=np.int64)
+    leaf_p = np.full(nodes, -1, dtype=np.int64)
+    leaf_start = np.zeros(nodes, dtype=np.int64)
+    order = np.empty(nodes, dtype=np.int64)
+    _paths(ensemble.roots, ensemble.left, ensemble.right, node_group, n_groups, depth, local, leaf_p, leaf_start,
+          np.zeros(0, dtype=np.int64), order, False)
+    leaves = leaf_p >= 0
+    leaf_start[leaves] = np.concatenate([[0], np.cumsum(leaf_p[leaves])[:-1]])
+    leaf_groups = np.empty(int(leaf_p[leaves].sum()), dtype=np.int64)
+    _paths(ensemble.roots, ensemble.left, ensemble.right, node_group, n_groups, depth, local, leaf_p, leaf_start,
+          leaf_groups, order, True)
+    p = leaf_p[leaves]
+    limit = MAX_TABLE_GROUPS
+    while limit > 0 and float(np.sum(np.where(p <= limit, 2.0 ** p * (p + 1), 0.0))) * 8 > TABLE_BYTES:
+        limit -= 1
+    shallow = leaves & (leaf_p <= limit)
+    sizes = np.where(shallow, 2 ** np.minimum(np.maximum(leaf_p, 0), limit), 0)
+    c_start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    a_start = np.concatenate([[0], np.cumsum(sizes * np.maximum(leaf_p, 0))[:-1]]).astype(np.int64)
+    shallow_below = shallow.astype(np.uint8)
+    deep_below = (leaves & ~shallow).astype(np.uint8)
+    _below(ensemble.left, ensemble.right, order, shallow_below, deep_below)
+    c_table = np.zeros(int(sizes.sum()))
+    a_table = np.zeros(int((sizes * np.maximum(leaf_p, 0)).sum()))
+    counts = np.zeros(len(c_table), dtype=np.int64)
+    _kernel_tables()(ensemble.roots, ensemble.left, ensemble.right, local, leaf_p, c_start, a_start, shallow_below,
+                     np.ascontiguousarray(go_left.view(np.uint8)), weight_a, weight_c, depth, counts, c_table, a_table)
+    return LeafTables(local, leaf_groups, leaf_start, leaf_p, shallow_below, deep_below, c_start, a_start, c_table,
+                      a_table, limit)
+
+
+def _below(left: np.ndarray, right: np.ndarray, order: np.ndarray, *flags: np.ndarray) -> None:
+    """OR each flag of the children into the parent, children first (reverse pre-order)."""
+    for flag in flags:
+        _or_up(left, right, order, flag)
+
+
+def _or_up_py(left, right, order, flag):  # noqa: ANN001, ANN202
+    for position in range(order.shape[0] - 1, -1, -1):
+        node = order[position]
+        if left[node] >= 0 and (flag[left[node]] or flag[right[node]]):
+            flag[node] = 1
+
+
+_or_up = _jit(_or_up_py)
+
+
+def _paths_py(roots, left, right, node_group, n_groups, max_depth, local, leaf_p, leaf_start, leaf_groups,  # noqa: ANN001, ANN202
+              order, fill):
+    """Depth-first over every tree: `local` per internal node, the path's group count per leaf, the pre-order;
+    with `fill`, each leaf's path groups too."""
+    seen = np.full(n_groups, -1, np.int64)
+    path = np.empty(max_depth + 1, np.int64)
+    stack_node = np.empty(2 * max_depth + 2, np.int64)
+    stack_len = np.empty(2 * max_depth + 2, np.int64)
+    visited = 0
+    for t in range(roots.shape[0]):
+        length = 0
+        stack_node[0] = roots[t]
+        stack_len[0] = 0
+        top = 1
+        while top > 0:
+            top -= 1
+            node = stack_node[top]
+            while length > stack_len[top]:
+                length -= 1
+                seen[path[length]] = -1
+            order[visited] = node
+            visited += 1
+            if left[node] < 0:
+                leaf_p[node] = length
+                if fill:
+                    for j in range(length):
+                        leaf_groups[leaf_start[node] + j] = path[j]
+                continue
+            g = node_group[node]
+            if seen[g] < 0:
+                seen[g] = length
+                path[length] = g
+                length += 1
+            local[node] = seen[g]
+            stack_node[top] = right[node]
+            stack_len[top] = length
+            stack_node[top + 1] = left[node]
+            stack_len[top + 1] = length
+            top += 2
+        while length > 0:
+            length -= 1
+            seen[path[length]] = -1
+
+
+_paths = _jit(_paths_py)
+
+
+def _tables_py(roots, left, right, local, leaf_p, c_start, a_start, shallow_below, go_left, weight_a, weight_c,  # noqa: ANN001, ANN202
+               max_depth, counts, c_table, a_table):
+    """Fill the tables tree by tree: which groups each background row satisfies on the way to each
+    tabled leaf (a mask, counted), then every mask spread over its subsets."""
+    size = go_left.shape[0]
+    for t in numba.prange(roots.shape[0]):
+        stack_node = np.empty(2 * max_depth + 2, np.int64)
+        stack_fail = np.empty(2 * max_depth + 2, np.int64)
+        for b in range(size):
+            stack_node[0] = roots[t]
+            stack_fail[0] = 0
+            top = 1 if shallow_below[roots[t]] else 0
+            while top > 0:
+                top -= 1
+                node = stack_node[top]
+                fail = stack_fail[top]
+                if left[node] < 0:
+                    p = leaf_p[node]
+                    counts[c_start[node] + (((1 << p) - 1) & ~fail)] += 1
+                    continue
+                bit = 1 << local[node]
+                b_child = left[node] if go_left[b, node] else right[node]
+                other = right[node] if go_left[b, node] else left[node]
+                if shallow_below[other]:
+                    stack_node[top] = other
+                    stack_fail[top] = fail | bit
+                    top += 1
+                if shallow_below[b_child]:
+                    stack_node[top] = b_child
+                    stack_fail[top] = fail
+                    top += 1
+        # the tabled leaves of this tree: walk it once more
+        stack_node[0] = roots[t]
+        top = 1 if shallow_below[roots[t]] else 0
+        while top > 0:
+            top -= 1
+            node = stack_node[top]
+            if left[node] >= 0:
+                for child in (left[node], right[node]):
+                    if shallow_below[child]:
+                        stack_node[top] = child
+                        top += 1
+                continue
+            p = leaf_p[node]
+            for m in range(1 << p):
+                count = counts[c_start[node] + m]
+                if count == 0:
+                    continue
+                share = count / size
+                a = p - _popcount_int(m)
+                u = m
+                while True:
+                    c = _popcount_int(u)
+                    if a + c > 0:
+                        c_table[c_start[node] + u] += share * weight_c[a, c]
+                        if a > 0:
+                            w = share * weight_a[a, c]
+                            row = a_start[node] + u * p
+                            for j in range(p):
+                                if not (m >> j) & 1:
+                                    a_table[row + j] += w
+                    if u == 0:
+                        break
+                    u = (u - 1) & m
+
+
+def _popcount_small(v):  # noqa: ANN001, ANN202
+    count = 0
+    while v:
+        v &= v - 1
+        count += 1
+    return count
+
+
+_popcount_int = _jit(_popcount_small, inline="always")
+
+
+@cache
+def _kernel_tables() -> Callable[..., None]:
+    return _jit(_tables_py, parallel=True, nogil=True)
 
 
 def shapley_values(prepared: Prepared, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +322,12 @@ def shapley_values(prepared: Prepared, X: np.ndarray) -> tuple[np.ndarray, np.nd
     chunks = 1 if n >= 2 * threads else min(threads, e.n_trees)
     bounds = np.linspace(0, e.n_trees, chunks + 1).astype(np.int64)
     out = np.zeros((chunks, n, G + 1, K))  # slot G: the sum of the leaves x reaches
+    tables = prepared.tables
     _kernel()(e.roots, e.left, e.right, e.feature, e.threshold, _as_uint8(e.missing_left), prepared.value,
               prepared.leaf_value, prepared.node_group, prepared.background_left, prepared.everyone, 1.0 / prepared.background_size,
-              prepared.weight_a, prepared.weight_c, prepared.max_depth, G, bounds, X, out)
+              prepared.weight_a, prepared.weight_c, prepared.max_depth, G, tables.local, tables.leaf_p,
+              tables.leaf_start, tables.leaf_groups, tables.shallow_below, tables.deep_below, tables.c_start,
+              tables.a_start, tables.c_table, tables.a_table, bounds, X, out)
     total = out.sum(axis=0) if chunks > 1 else out[0]
     values = total[:, :G]
     L = prepared.leaf_value.shape[1]
@@ -145,26 +381,6 @@ def _weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
     return weight_a, weight_c
 
 
-_M1, _M2, _M4, _H01 = (np.uint64(0x5555555555555555), np.uint64(0x3333333333333333),
-                       np.uint64(0x0F0F0F0F0F0F0F0F), np.uint64(0x0101010101010101))
-_S1, _S2, _S4, _S56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
-
-
-def _jit(function: Callable[..., object], **options: object) -> Callable[..., object]:
-    try:
-        return numba.njit(cache=True, **options)(function)
-    except RuntimeError:  # no writable cache directory
-        return numba.njit(**options)(function)
-
-
-def _bit_count(v):  # noqa: ANN001, ANN202
-    v = v - ((v >> _S1) & _M1)
-    v = (v & _M2) + ((v >> _S2) & _M2)
-    v = (v + (v >> _S4)) & _M4
-    return (v * _H01) >> _S56
-
-
-_popcount = _jit(_bit_count, inline="always")
 
 
 def _release_groups(groups, count, keep, state, pending, phi, sign):  # noqa: ANN001, ANN202
@@ -184,14 +400,59 @@ def _release_groups(groups, count, keep, state, pending, phi, sign):  # noqa: AN
 _release = _jit(_release_groups, inline="always")
 
 
+def _table_tree(root, x, left, right, feature, threshold, missing_left, leaf_value, local, leaf_p, leaf_start,  # noqa: ANN001, ANN202
+                leaf_groups, shallow_below, c_start, a_start, c_table, a_table, stack_node, stack_mask, phi):
+    """One explained row, one tree: the tabled leaves' share, by lookup (see LeafTables)."""
+    if not shallow_below[root]:
+        return
+    L = leaf_value.shape[1]
+    stack_node[0] = root
+    stack_mask[0] = 0
+    top = 1
+    while top > 0:
+        top -= 1
+        node = stack_node[top]
+        fail = stack_mask[top]
+        while left[node] >= 0:
+            v = x[feature[node]]
+            x_goes_left = missing_left[node] != 0 if np.isnan(v) else v <= threshold[node]
+            x_child = left[node] if x_goes_left else right[node]
+            other = right[node] if x_goes_left else left[node]
+            if shallow_below[other]:
+                stack_node[top] = other
+                stack_mask[top] = fail | (1 << local[node])
+                top += 1
+            if not shallow_below[x_child]:
+                node = -1
+                break
+            node = x_child
+        if node < 0:
+            continue
+        p = leaf_p[node]
+        lose = c_table[c_start[node] + fail]
+        row = a_start[node] + fail * p
+        first = leaf_start[node]
+        for j in range(p):
+            weight = -lose if (fail >> j) & 1 else a_table[row + j]
+            if weight != 0.0:
+                g = leaf_groups[first + j]
+                for k in range(L):
+                    phi[g, k] += weight * leaf_value[node, k]
+
+
+_table = _jit(_table_tree)
+
+
 def _walk_tree(root, x, left, right, feature, threshold, missing_left, value, leaf_value, node_group,  # noqa: ANN001, ANN202, C901, PLR0912, PLR0915
-               background_left, everyone, share, weight_a, weight_c, scratch, stack_bits, rows, pending, phi):
+               background_left, everyone, share, weight_a, weight_c, deep_below, scratch, stack_bits, rows, pending,
+               phi):
     """One explained row, one tree, the whole background: add to phi[group, :] the Shapley values of
     the `leaf_value` columns, and to phi[-1, :] the `value` of the leaf x reaches (the output).
 
     Adding a leaf's share to every group of A (and of C) would cost |A| + |C| per leaf; instead
     pending[p] holds an amount owed to the groups at positions 0..p of the A list (likewise for C) and
-    is paid, and passed down to position p - 1, when the group at position p leaves the list."""
+    is paid, and passed down to position p - 1, when the group at position p leaves the list. Only the
+    leaves `deep_below` marks are walked to; the others are tabled."""
     K = value.shape[1]
     L = leaf_value.shape[1]
     W = everyone.shape[0]
@@ -241,7 +502,7 @@ def _walk_tree(root, x, left, right, feature, threshold, missing_left, value, le
             c += 1
         for w in range(W):
             rows[w] = stack_bits[top, w]
-        while left[node] >= 0:
+        while left[node] >= 0 and deep_below[node]:
             g = node_group[node]
             s = state[g]
             v = x[feature[node]]
@@ -294,7 +555,7 @@ def _walk_tree(root, x, left, right, feature, threshold, missing_left, value, le
             if not any_with:
                 break
             node = x_child
-        if left[node] >= 0 or a + c == 0:
+        if left[node] >= 0 or a + c == 0 or not deep_below[node]:
             continue
         count = 0.0
         for w in range(W):
@@ -315,7 +576,8 @@ _walk = _jit(_walk_tree)
 
 
 def _walks(roots, left, right, feature, threshold, missing_left, value, leaf_value, node_group, background_left,  # noqa: ANN001, ANN202
-           everyone, share, weight_a, weight_c, max_depth, n_groups, bounds, X, out):
+           everyone, share, weight_a, weight_c, max_depth, n_groups, local, leaf_p, leaf_start, leaf_groups,
+           shallow_below, deep_below, c_start, a_start, c_table, a_table, bounds, X, out):
     n = X.shape[0]
     chunks = bounds.shape[0] - 1
     size = max(2 * max_depth + 2, n_groups)
@@ -327,9 +589,12 @@ def _walks(roots, left, right, feature, threshold, missing_left, value, leaf_val
         rows = np.empty(everyone.shape[0], np.uint64)
         pending = np.zeros((2, max_depth + 1, leaf_value.shape[1]))
         for t in range(bounds[chunk], bounds[chunk + 1]):
+            _table(roots[t], X[i], left, right, feature, threshold, missing_left, leaf_value, local, leaf_p,
+                   leaf_start, leaf_groups, shallow_below, c_start, a_start, c_table, a_table, scratch[3], scratch[4],
+                   out[chunk, i])
             _walk(roots[t], X[i], left, right, feature, threshold, missing_left, value, leaf_value, node_group,
-                  background_left, everyone, share, weight_a, weight_c, scratch, stack_bits, rows, pending,
-                  out[chunk, i])
+                  background_left, everyone, share, weight_a, weight_c, deep_below, scratch, stack_bits, rows,
+                  pending, out[chunk, i])
 
 
 @cache
