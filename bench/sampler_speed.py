@@ -52,7 +52,7 @@ from mlscope.explain.sampling import SampledValues, sample_shapley  # noqa: E402
 
 FEATURES, TRAIN_ROWS, BACKGROUND_ROWS = 30, 500, 100
 TOLERANCES = (0.01, 0.007, 0.005, 0.004, 0.003, 0.002, 0.0015, 0.001, 0.0007, 0.0005)
-SHAP_PERMUTATIONS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+SHAP_PERMUTATIONS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 TARGET_RATIO = 3.0
 console = Console(width=170)
 
