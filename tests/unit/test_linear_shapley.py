@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
+from mlscope.errors import BadInput
 from mlscope.explain.linear import DECISION, LinearPath, NotLinear
 from mlscope.explain.tree_models import LOG_ODDS, PREDICTION
 
@@ -56,20 +57,22 @@ def per_feature_pipeline(estimator: object) -> Pipeline:
 
 def brute_force(margin, rows: pd.DataFrame, background: pd.DataFrame) -> np.ndarray:
     """Shapley's formula over raw features on the margin (rows, outputs): every coalition, every
-    background row."""
+    background row (all hybrids in one call of the model)."""
     features = list(rows.columns)
-    m = len(features)
-    out = None
+    m, k = len(features), len(background)
+    coalitions = [c for size in range(m + 1) for c in itertools.combinations(range(m), size)]
+    hybrids = []
     for r in range(len(rows)):
-        v = {}
-        for size in range(m + 1):
-            for coalition in itertools.combinations(range(m), size):
-                hybrid = background.copy()
-                for j in coalition:
-                    hybrid[features[j]] = rows[features[j]].iloc[r]
-                v[coalition] = margin(hybrid).mean(axis=0)
-        if out is None:
-            out = np.zeros((len(rows), m, len(v[()])))
+        for coalition in coalitions:
+            hybrid = background.copy()
+            for j in coalition:
+                hybrid[features[j]] = rows[features[j]].iloc[r]
+            hybrids.append(hybrid)
+    f = margin(pd.concat(hybrids, ignore_index=True))
+    v_all = f.reshape(len(rows), len(coalitions), k, -1).mean(axis=2)
+    out = np.zeros((len(rows), m, v_all.shape[2]))
+    for r in range(len(rows)):
+        v = dict(zip(coalitions, v_all[r], strict=True))
         for i in range(m):
             for size in range(m):
                 weight = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
@@ -186,3 +189,11 @@ def test_refuses_a_decision_that_is_not_the_product() -> None:
     with pytest.raises(NotLinear):
         LinearPath.build(model, ["age", "fare"], numeric.iloc[:20])
 
+
+
+def test_rows_without_a_feature_are_bad_input() -> None:
+    data, binary, _, _ = frame(100, seed=8)
+    model = per_feature_pipeline(LogisticRegression(max_iter=1000)).fit(data, binary)
+    path = LinearPath.build(model, list(data.columns), data.iloc[:20])
+    with pytest.raises(BadInput, match="rows lack the feature.s. port"):
+        path.explain(data.drop(columns="port"))

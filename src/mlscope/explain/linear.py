@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from mlscope.errors import BadInput
 from mlscope.explain.model_eval import block_layout, positive_class_index
 from mlscope.explain.tree_models import LOG_ODDS, PREDICTION
 
@@ -50,6 +51,7 @@ class LinearPath:
     def build(cls, model: Any, features: list[str], background: pd.DataFrame) -> LinearPath:
         """Read `model` (a linear estimator, bare or last in mlscope's per-feature Pipeline); raise
         NotLinear with the reason when it cannot be explained exactly in closed form."""
+        _require_columns(background, features, "background")
         layout = block_layout(model, features)
         if isinstance(model, Pipeline):
             if layout is None:
@@ -91,6 +93,7 @@ class LinearPath:
 
     def explain(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """(values (n, M, K), base (K,), outputs (n, K), output names): base + values.sum(axis=1) == outputs."""
+        _require_columns(rows, self.features, "rows")
         n, k = len(rows), len(self.intercept)
         values = np.empty((n, len(self.features), k))
         for j, (feature, encoder) in enumerate(zip(self.features, self.encoders, strict=True)):
@@ -100,6 +103,13 @@ class LinearPath:
                                                                              strict=True))
         outputs = base + values.sum(axis=1)
         return values, np.asarray(base, dtype=float), outputs, list(self.output_names)
+
+
+def _require_columns(frame: pd.DataFrame, features: list[str], what: str) -> None:
+    missing = [feature for feature in features if feature not in frame.columns]
+    if missing:
+        raise BadInput(f"the {what} lack the feature(s) {', '.join(map(str, missing[:5]))}"
+                       + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
 
 
 def _encode(encoder: Any, column: pd.DataFrame) -> np.ndarray:
