@@ -89,6 +89,45 @@ def test_waterfall_keeps_the_rows_top_twenty_and_still_adds_up(wide: Explanation
         assert contributions[0]["standard_error"] == pytest.approx(wide.standard_errors[row, first])
 
 
+def _loop_interaction(explanation: Explanation, feature: str) -> str | None:
+    """The dependence colour's definition, one feature and one bin at a time (the view vectorises it)."""
+    j = explanation.features.index(feature)
+    n = len(explanation.data)
+    order = np.argsort(views._numeric(explanation.data[feature]), kind="stable")
+    phi = explanation.values[order, j]
+    best, best_score = None, -1.0
+    for k, other in enumerate(explanation.features):
+        if k == j:
+            continue
+        values = views._numeric(explanation.data[other])[order]
+        score = 0.0
+        for chunk in np.array_split(np.arange(n), max(1, n // 10)):
+            a, b = phi[chunk], values[chunk]
+            ok = ~np.isnan(b)
+            if ok.sum() > 2 and np.std(a[ok]) > 0 and np.std(b[ok]) > 0:
+                score += abs(float(np.corrcoef(a[ok], b[ok])[0, 1]))
+        if score > best_score:
+            best, best_score = other, score
+    return best
+
+
+def test_the_dependence_colour_is_the_strongest_interaction(wide: Explanation) -> None:
+    from mlscope.data.loader import load_titanic
+    from mlscope.training.features import build_pipeline
+    from mlscope.training.experiments import load_plan, quiet_seed_deprecations
+
+    titanic = load_titanic()
+    X = titanic.frame[titanic.features]  # text columns and missing values included
+    with quiet_seed_deprecations():
+        model = build_pipeline(titanic, load_plan().select()[0].build()).fit(X, titanic.frame["Survived"])
+    numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
+    X = X.astype(dict.fromkeys(numeric, "float64"))
+    explanation = ShapleyExplainer(model, X.sample(n=30, random_state=0)).explain(X.head(120))
+    for case in (explanation, wide):
+        for feature in case.features:
+            assert views.strongest_interaction(case, feature) == _loop_interaction(case, feature), feature
+
+
 def test_dependence_carries_the_features_standard_errors(wide: Explanation) -> None:
     data = views.dependence(wide, "x007")
     assert np.allclose(data["standard_errors"], wide.standard_errors[:, 7])

@@ -112,28 +112,29 @@ def strongest_interaction(explanation: Explanation, feature: str) -> str | None:
     """The other feature whose value best explains the spread of `feature`'s contributions among
     rows with similar `feature` values (the heuristic shap's dependence plots colour by): rows are
     sorted by the feature, cut into bins of ~10, and within bins the absolute correlation between the
-    contribution and each other feature is summed."""
+    contribution and each other feature (on the rows where it is present, when at least 3 are and
+    neither side is constant) is summed. All other features at once, bin by bin."""
     j = explanation.features.index(feature)
     n = len(explanation.data)
     if n < 4 or len(explanation.features) < 2:
         return None
     order = np.argsort(_numeric(explanation.data[feature]), kind="stable")
     phi = explanation.values[order, j]
-    bins = max(1, n // 10)
-    best, best_score = None, -1.0
-    for k, other in enumerate(explanation.features):
-        if k == j:
-            continue
-        values = _numeric(explanation.data[other])[order]
-        score = 0.0
-        for chunk in np.array_split(np.arange(n), bins):
-            a, b = phi[chunk], values[chunk]
-            ok = ~np.isnan(b)
-            if ok.sum() > 2 and np.std(a[ok]) > 0 and np.std(b[ok]) > 0:
-                score += abs(float(np.corrcoef(a[ok], b[ok])[0, 1]))
-        if score > best_score:
-            best, best_score = other, score
-    return best
+    others = [k for k in range(len(explanation.features)) if k != j]
+    values = np.column_stack([_numeric(explanation.data[explanation.features[k]]) for k in others])[order]
+    scores = np.zeros(len(others))
+    for chunk in np.array_split(np.arange(n), max(1, n // 10)):
+        a, b = phi[chunk][:, None], values[chunk]
+        ok = ~np.isnan(b)
+        count = ok.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            da = np.where(ok, a - np.where(ok, a, 0.0).sum(axis=0) / count, 0.0)
+            db = np.where(ok, b - np.where(ok, b, 0.0).sum(axis=0) / count, 0.0)
+            var_a, var_b = (da ** 2).sum(axis=0), (db ** 2).sum(axis=0)
+            correlation = (da * db).sum(axis=0) / np.sqrt(var_a * var_b)
+        usable = (count > 2) & (var_a > 0) & (var_b > 0)
+        scores += np.where(usable, np.minimum(np.abs(correlation), 1.0), 0.0)
+    return explanation.features[others[int(np.argmax(scores))]]
 
 
 def dependence(explanation: Explanation, feature: str) -> dict[str, Any]:

@@ -131,7 +131,7 @@ function drawImportance(items, exact, total) {
   };
   const errors = ordered.every((i) => hasError(i.standard_error));
   if (errors) bars.error_x = {type: "data", array: ordered.map((i) => i.standard_error), thickness: 1, color: "#333"};
-  plot(chart("importance"), [bars], {height: 60 + 28 * items.length, margin: {l: 110, r: 20, t: 10, b: 40},
+  plot(chart("importance"), [bars], {height: 60 + 28 * items.length, margin: {l: 125, r: 20, t: 10, b: 40},
                                      xaxis: {title: {text: "mean |SHAP value|"}, zeroline: true}});
   const other = items.find((i) => i.other);
   const notes = [];
@@ -249,7 +249,7 @@ function drawWaterfall(waterfall, probability, exact) {
     x: [waterfall.base_value, ...items.map((c) => c.shap), 0],
     measure: ["absolute", ...items.map(() => "relative"), "total"],
     text: [waterfall.base_value.toFixed(3), ...items.map(step), probability.toFixed(3)],
-    textposition: "outside", cliponaxis: false, hoverinfo: "y+text",
+    textposition: "auto", cliponaxis: false, hoverinfo: "y+text",
     increasing: {marker: {color: POSITIVE}}, decreasing: {marker: {color: NEGATIVE}},
     totals: {marker: {color: "#5b6270"}}, connector: {line: {color: "#bbb"}},
   }], {height: 90 + 30 * labels.length, margin: {l: 150, r: 60, t: 10, b: 40}, showlegend: false,
