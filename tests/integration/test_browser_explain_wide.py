@@ -83,7 +83,7 @@ def test_top_twenty_and_the_rest_summed_with_standard_errors(wide: Wide, page: A
     assert "top 20 of 60 features; the other 40 summed into one grey bar" in note and "standard error" in note
     meta = page.inner_text("[data-meta]")
     largest = float(np.max(explanation.standard_errors))
-    assert "approximate Shapley values of the probability of class 1, ±SE per value" in meta
+    assert f"approximate Shapley values of the {explanation.metadata['model_output']}, ±SE per value" in meta
     assert f"largest SE {float(f'{largest:.2g}')}" in meta
     assert f"{ROWS} rows × 60 features" in meta
 

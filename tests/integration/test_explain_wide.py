@@ -87,8 +87,8 @@ def test_the_cli_shows_standard_errors_and_sums_the_rest(runs) -> None:
     top = importance[0]
     assert rows[top["feature"]] == [f"{top['mean_abs_shap']:.4f}", f"±{top['standard_error']:.2g}"]
     largest = float(explanation.standard_errors.max())
-    assert (f"APPROXIMATE Shapley values of the probability of class 1, ±SE per value (largest SE {largest:.2g})"
-            in overview.output)
+    output = explanation.metadata["model_output"]
+    assert f"APPROXIMATE Shapley values of the {output}, ±SE per value (largest SE {largest:.2g})" in overview.output
 
     assert one.exit_code == 0, one.output
     rows = table_rows(one.output)
@@ -108,7 +108,7 @@ def test_the_cli_says_exact_for_exact_values(runs) -> None:
     rows = table_rows(overview.output)
     assert all(rows[f][-1] == "exact" for f in explanation.features)
     assert not any(name.startswith("other") for name in rows)
-    assert "exact Shapley values of the probability of class 1: exact enumeration" in overview.output
+    assert f"exact Shapley values of the {explanation.metadata['model_output']}: " in overview.output
 
 
 def test_api_answers_carry_standard_errors_per_field() -> None:
@@ -119,7 +119,7 @@ def test_api_answers_carry_standard_errors_per_field() -> None:
     answers = explanation_answers(explanation, fields)
     assert len(answers) == 3
     for r, answer in enumerate(answers):
-        assert answer["exact"] is False and answer["model_output"] == "probability of class 1"
+        assert answer["exact"] is False and answer["model_output"] == explanation.metadata["model_output"]
         assert list(answer["standard_errors"]) == fields
         assert np.allclose(list(answer["standard_errors"].values()), explanation.standard_errors[r])
         assert answer["base_value"] + sum(answer["contributions"].values()) == pytest.approx(
@@ -147,8 +147,9 @@ def test_the_served_wide_model_explains_as_the_engine_does(runs) -> None:
     explainer = ShapleyExplainer(model, background, background_seed=stored.metadata["background_seed"])
     expected = explainer.explain(pd.DataFrame([record]))
     explained = answer["explanation"]
-    assert explained["exact"] is expected.metadata["exact"] is False
-    assert explained["model_output"] == "probability of class 1" and explained["algorithm"]
+    assert explained["exact"] is expected.metadata["exact"]
+    assert explained["model_output"] == expected.metadata["model_output"]
+    assert explained["algorithm"] == expected.metadata["algorithm"]
     assert np.allclose([explained["contributions"][f] for f in expected.features], expected.values[0], atol=1e-9)
     if expected.standard_errors is None:
         assert explained["standard_errors"] is None
