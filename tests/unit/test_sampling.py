@@ -105,3 +105,17 @@ def test_bad_settings_are_bad_input() -> None:
         sample_shapley(x, b, evaluate, tolerance=0)
     with pytest.raises(BadInput, match="background"):
         sample_shapley(x, b[:0], evaluate)
+
+
+def test_decoding_float_codes_gives_the_original_values_and_dtypes() -> None:
+    """The sampler's many hybrids are decoded through Codebook.column's typed path for float features;
+    it must give what the general (object) path gives, missing values and mixed columns included."""
+    background = pd.DataFrame({"fare": [7.25, np.nan, 71.2833], "sibsp": [1, 0, 3], "port": ["S", "C", None]})
+    rows = pd.DataFrame({"fare": [8.05], "sibsp": [np.nan], "port": ["Q"]})  # sibsp: int column, NaN in rows
+    codebook = Codebook([background], list(background.columns)).extend(rows)
+    decoded = codebook.decode(codebook.encode(pd.concat([background, rows], ignore_index=True)))
+    assert decoded["fare"].dtype == np.float64
+    assert np.array_equal(decoded["fare"].to_numpy(), [7.25, np.nan, 71.2833, 8.05], equal_nan=True)
+    assert decoded["sibsp"].tolist()[:3] == [1, 0, 3] and pd.isna(decoded["sibsp"].iloc[3])
+    assert decoded["port"].tolist()[:2] == ["S", "C"] and pd.isna(decoded["port"].iloc[2])
+    assert decoded["port"].iloc[3] == "Q"

@@ -88,10 +88,14 @@ class Codebook:
     def column(self, j: int, codes: np.ndarray) -> pd.Series:
         """Raw values of feature j for the given codes, in the feature's original dtype."""
         dtype = self.dtypes[j]
-        if isinstance(dtype, np.dtype) and dtype.kind in "fiu":
-            # numeric: take from a typed copy of the values (same numbers, no object round trip)
-            typed = np.asarray(self.uniques[j], dtype=dtype) if len(self.uniques[j]) else np.zeros(0, dtype)
-            return pd.Series(typed.take(codes), name=self.features[j])
+        if isinstance(dtype, np.dtype) and dtype.kind == "f":
+            # float: take from a typed copy of the values (same numbers, no object round trip)
+            try:
+                typed = np.asarray(self.uniques[j], dtype=dtype)
+            except (TypeError, ValueError):  # a non-number among the values: the general path below
+                pass
+            else:
+                return pd.Series(typed.take(codes), name=self.features[j])
         column = pd.Series(self.uniques[j].take(codes), dtype=object, name=self.features[j])
         try:
             return column.astype(self.dtypes[j])

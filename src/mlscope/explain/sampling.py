@@ -85,10 +85,10 @@ def sample_shapley(x_codes: np.ndarray, b_codes: np.ndarray, evaluate: Callable[
     base = float(f_b.mean())
     sampler = _Sampler(x_codes, b_codes, f_b, outputs, evaluate, np.random.default_rng(seed))
     sampler.evaluations = k + n
-    if n == 0 or m <= 1:  # one player takes everything: exact
+    if n == 0 or m <= 1:  # nothing to sample, or one player takes everything: exact
         values = (outputs - base)[:, None] * np.ones((n, m))
         return SampledValues(values, np.zeros((n, m)), base, outputs, sampler.evaluations, 0, True,
-                             "exact: at most one feature")
+                             "no rows" if n == 0 else "exact: one feature")
 
     pairs = np.zeros(n, dtype=np.int64)  # pairs per stratum so far, per row
     request = np.full(n, MIN_PAIRS, dtype=np.int64)
