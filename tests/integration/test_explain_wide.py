@@ -114,7 +114,7 @@ def test_the_cli_says_exact_for_exact_values(runs) -> None:
 def test_api_answers_carry_standard_errors_per_field() -> None:
     X, y = wide_data(FEATURES)
     model = wide_model(X, y)
-    explanation = seeded_explanation(model, X.head(8), X.iloc[10:13], seeds=3, permutations=4)
+    explanation = seeded_explanation(model, X.head(8), X.iloc[10:13], seeds=3)
     fields = [name.upper() for name in explanation.features]
     answers = explanation_answers(explanation, fields)
     assert len(answers) == 3

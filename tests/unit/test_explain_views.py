@@ -19,7 +19,7 @@ from tests.wide_runs import seeded_explanation, wide_data, wide_model
 def wide() -> Explanation:
     X, y = wide_data(45)
     model = wide_model(X, y)
-    return seeded_explanation(model, X.sample(n=10, random_state=1), X.head(6), seeds=3, permutations=6)
+    return seeded_explanation(model, X.sample(n=10, random_state=1), X.head(6), seeds=3)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_dependence_carries_the_features_standard_errors(wide: Explanation) -> N
 @pytest.mark.parametrize(("count", "entries"), [(20, 20), (21, 21), (22, 21)])
 def test_nothing_is_summed_up_to_twenty_one_features(count: int, entries: int) -> None:
     X, y = wide_data(count)
-    explanation = seeded_explanation(wide_model(X, y), X.head(4), X.head(3), seeds=2, permutations=2)
+    explanation = seeded_explanation(wide_model(X, y), X.head(4), X.head(3), seeds=2)
     items = views.global_importance(explanation)
     assert len(items) == entries and len(views.beeswarm(explanation)["features"]) == entries
     assert len(views.waterfall(explanation, 0)["contributions"]) == entries

@@ -22,11 +22,13 @@ from mlscope.errors import BadInput
 from mlscope.explain import views
 from mlscope.explain.artifacts import plain_value
 from mlscope.explain.service import coerce_rows, load_model, stored_explanation
-from mlscope.explain.shapley import Explanation, ShapleyExplainer
+from mlscope.explain.shapley import Explanation, ShapleyExplainer, output_like
 
 SESSIONS = 4
 STORED = 8
 Stored = tuple[Explanation, pd.DataFrame]
+
+LIVE_MAX_SECONDS = 3.0  # a what-if row that must be sampled stops here, with its standard errors shown
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,9 @@ class ExplainerSession:
     def __post_init__(self) -> None:
         features = self.explanation.features
         self.explainer = ShapleyExplainer(self.model, self.background[features],
-                                          background_seed=self.explanation.metadata.get("background_seed"))
+                                          background_seed=self.explanation.metadata.get("background_seed"),
+                                          output=output_like(self.explanation.metadata),
+                                          max_seconds=LIVE_MAX_SECONDS)
         self.features = feature_specs(self.explanation, self.background)
         if len(self.explanation.data):  # the one-row layout is built on first use: pay for it now
             self.explainer.explain(self.explanation.data.head(1))

@@ -73,6 +73,12 @@ class Explanation:
         return np.abs(self.base_value + self.values.sum(axis=1) - self.outputs)
 
 
+def output_like(metadata: dict[str, Any]) -> str:
+    """The `output` argument that explains what a stored explanation explained (a what-if row or an API
+    answer must add up to the same quantity as the stored values it is shown next to)."""
+    return PROBABILITY_OUTPUT if str(metadata.get("model_output", "probability")).startswith("probability") else AUTO
+
+
 def sample_background(frame: pd.DataFrame, size: int = DEFAULT_BACKGROUND, seed: int = DEFAULT_SEED) -> pd.DataFrame:
     """A fixed-seed sample of (at most) `size` rows."""
     if len(frame) <= size:

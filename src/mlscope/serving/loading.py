@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 from mlscope.config import Settings
 from mlscope.errors import BadInput, NotFound
 from mlscope.explain.shapley import Explanation as ShapleyExplanation
-from mlscope.explain.shapley import ShapleyExplainer
+from mlscope.explain.live import LIVE_MAX_SECONDS
+from mlscope.explain.shapley import ShapleyExplainer, output_like
 from mlscope.serving.contract import Contract, contract_for
 from mlscope.serving.predictor import Predictor, compile_predictor
 from mlscope.tracking.client import allow_model_loading, bind_fluent_api
@@ -124,8 +125,8 @@ def _explainer(client: MlflowClient, model: Any, run_id: str | None, features: l
     explanation, background = stored
     if sorted(background.columns) != sorted(features):
         return None, "the stored background's columns differ from the model's inputs"
-    return ShapleyExplainer(model, background[features],
-                            background_seed=explanation.metadata.get("background_seed")), None
+    return ShapleyExplainer(model, background[features], background_seed=explanation.metadata.get("background_seed"),
+                            output=output_like(explanation.metadata), max_seconds=LIVE_MAX_SECONDS), None
 
 
 def load_version(settings: Settings, client: MlflowClient, name: str, alias: str, version: str) -> LoadedModel:

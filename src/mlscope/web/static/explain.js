@@ -241,7 +241,7 @@ function setupDependence(view) {
 function drawWaterfall(waterfall, probability, exact) {
   const items = waterfall.contributions;
   const labels = ["base value", ...items.map((c) => safe(c.other ? c.feature : `${c.feature} = ${show(c.value)}`)),
-                  safe(`P(${state.label})`)];
+                  safe(outputName())];
   const step = (c) => (hasError(c.standard_error) ? `${signed(c.shap)} ${uncertainty(c.standard_error, exact)}`
                                                    : signed(c.shap));
   plot(chart("waterfall"), [{
@@ -253,8 +253,14 @@ function drawWaterfall(waterfall, probability, exact) {
     increasing: {marker: {color: POSITIVE}}, decreasing: {marker: {color: NEGATIVE}},
     totals: {marker: {color: "#5b6270"}}, connector: {line: {color: "#bbb"}},
   }], {height: 90 + 30 * labels.length, margin: {l: 150, r: 60, t: 10, b: 40}, showlegend: false,
-       yaxis: {autorange: "reversed", type: "category"}, xaxis: {title: {text: `P(${safe(state.label)})`}}});
-  $("[data-probability]").textContent = `P(${state.label}) = ${probability.toFixed(3)}`;
+       yaxis: {autorange: "reversed", type: "category"}, xaxis: {title: {text: safe(outputName())}}});
+  $("[data-probability]").textContent = `${outputName()} = ${probability.toFixed(3)}`;
+}
+
+// What the values add up to: P(label) for probabilities, else the engine's own words ("log-odds of class 1").
+function outputName() {
+  const output = state.view && state.view.metadata ? state.view.metadata.model_output : null;
+  return !output || output.startsWith("probability") ? `P(${state.label})` : output;
 }
 
 function field(feature) {
