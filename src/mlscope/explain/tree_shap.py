@@ -31,7 +31,9 @@ numba and spread over the explained rows (or, for one row of a large model, over
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -45,6 +47,19 @@ from mlscope.explain.tree_models import PROBABILITY, TreeEnsemble
 _M1, _M2, _M4, _H01 = (np.uint64(0x5555555555555555), np.uint64(0x3333333333333333),
                        np.uint64(0x0F0F0F0F0F0F0F0F), np.uint64(0x0101010101010101))
 _S1, _S2, _S4, _S56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
+
+
+_LAUNCH = threading.Lock()  # numba's thread pool is one per process
+
+
+def _launching() -> contextlib.AbstractContextManager[object]:
+    """A lock around a parallel kernel call when numba runs its fallback thread pool (workqueue), which
+    aborts the process when two threads launch parallel kernels at once; OpenMP and TBB need none."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet, so the layer is not chosen
+        layer = "workqueue"
+    return _LAUNCH if layer == "workqueue" else contextlib.nullcontext()
 
 
 def _jit(function: Callable[..., object], **options: object) -> Callable[..., object]:
@@ -171,8 +186,10 @@ def _leaf_tables(ensemble: TreeEnsemble, node_group: np.ndarray, n_groups: int, 
     c_table = np.zeros(int(sizes.sum()))
     a_table = np.zeros(int((sizes * np.maximum(leaf_p, 0)).sum()))
     counts = np.zeros(len(c_table), dtype=np.int64)
-    _kernel_tables()(ensemble.roots, ensemble.left, ensemble.right, local, leaf_p, c_start, a_start, shallow_below,
-                     np.ascontiguousarray(go_left.view(np.uint8)), weight_a, weight_c, depth, counts, c_table, a_table)
+    with _launching():
+        _kernel_tables()(ensemble.roots, ensemble.left, ensemble.right, local, leaf_p, c_start, a_start, shallow_below,
+                         np.ascontiguousarray(go_left.view(np.uint8)), weight_a, weight_c, depth, counts, c_table,
+                         a_table)
     return LeafTables(local, leaf_groups, leaf_start, leaf_p, shallow_below, deep_below, c_start, a_start, c_table,
                       a_table, limit)
 
@@ -340,11 +357,12 @@ def shapley_values(prepared: Prepared, X: np.ndarray) -> tuple[np.ndarray, np.nd
     if small:  # waking the other threads would cost more than it saves (and a lot on a busy machine)
         numba.set_num_threads(1)
     try:
-        _kernel()(e.roots, e.left, e.right, e.feature, e.threshold, _as_uint8(e.missing_left), prepared.value,
-                  prepared.leaf_value, prepared.node_group, prepared.background_left, prepared.everyone, 1.0 / prepared.background_size,
-                  prepared.weight_a, prepared.weight_c, prepared.max_depth, G, tables.local, tables.leaf_p,
-                  tables.leaf_start, tables.leaf_groups, tables.shallow_below, tables.deep_below, tables.c_start,
-                  tables.a_start, tables.c_table, tables.a_table, bounds, X, out)
+        with _launching():
+            _kernel()(e.roots, e.left, e.right, e.feature, e.threshold, _as_uint8(e.missing_left), prepared.value,
+                      prepared.leaf_value, prepared.node_group, prepared.background_left, prepared.everyone, 1.0 / prepared.background_size,
+                      prepared.weight_a, prepared.weight_c, prepared.max_depth, G, tables.local, tables.leaf_p,
+                      tables.leaf_start, tables.leaf_groups, tables.shallow_below, tables.deep_below, tables.c_start,
+                      tables.a_start, tables.c_table, tables.a_table, bounds, X, out)
     finally:
         numba.set_num_threads(threads)
     total = out.sum(axis=0) if chunks > 1 else out[0]
