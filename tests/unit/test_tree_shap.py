@@ -268,3 +268,30 @@ def test_boosting_with_a_row_dependent_start_is_unsupported():
     model = GradientBoostingClassifier(n_estimators=3, init=LogisticRegression(), random_state=0).fit(X, y)
     with pytest.raises(UnsupportedTrees, match="starts from a LogisticRegression"):
         extract(model)
+
+
+def test_explainers_used_from_several_threads_agree_with_one_thread():
+    """The API explains from several threads at once: same numbers, and no crash of numba's pool."""
+    import threading
+
+    X, y, _, _ = numeric_data(6)
+    models = [RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y),
+              GradientBoostingClassifier(n_estimators=10, random_state=0).fit(X, y)]
+    paths = [TreePath.build(model, list(X.columns), X.iloc[:30]) for model in models]
+    expected = [path.explain(X.iloc[100:130]).values for path in paths]
+    failures: list[str] = []
+
+    def work(k: int) -> None:
+        path, reference = paths[k % 2], expected[k % 2]
+        for r in range(3):
+            if np.abs(path.explain(X.iloc[100:130]).values - reference).max() > 1e-12:
+                failures.append(f"batch {k}")
+            if np.abs(path.explain(X.iloc[[100 + r]]).values[0] - reference[r]).max() > 1e-12:
+                failures.append(f"row {k}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

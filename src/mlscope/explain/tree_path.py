@@ -61,6 +61,8 @@ class TreePath:
         missing = [f for f in features if f not in background.columns]
         if missing:
             raise BadInput(f"background has no column {missing[0]!r}")
+        if len(background) == 0:
+            raise BadInput("the background has no rows")
         layout = block_layout(model, features)
         if layout is not None:
             ensemble = extract_ensemble(model.steps[-1][1])

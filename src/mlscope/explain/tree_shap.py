@@ -31,7 +31,9 @@ numba and spread over the explained rows (or, for one row of a large model, over
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -45,6 +47,19 @@ from mlscope.explain.tree_models import PROBABILITY, TreeEnsemble
 _M1, _M2, _M4, _H01 = (np.uint64(0x5555555555555555), np.uint64(0x3333333333333333),
                        np.uint64(0x0F0F0F0F0F0F0F0F), np.uint64(0x0101010101010101))
 _S1, _S2, _S4, _S56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
+
+
+_LAUNCH = threading.Lock()  # numba's thread pool is one per process
+
+
+def _launching() -> contextlib.AbstractContextManager[object]:
+    """A lock around a parallel kernel call when numba runs its fallback thread pool (workqueue), which
+    aborts the process when two threads launch parallel kernels at once; OpenMP and TBB need none."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet, so the layer is not chosen
+        layer = "workqueue"
+    return _LAUNCH if layer == "workqueue" else contextlib.nullcontext()
 
 
 def _jit(function: Callable[..., object], **options: object) -> Callable[..., object]:
@@ -171,8 +186,10 @@ def _leaf_tables(ensemble: TreeEnsemble, node_group: np.ndarray, n_groups: int, 
     c_table = np.zeros(int(sizes.sum()))
     a_table = np.zeros(int((sizes * np.maximum(leaf_p, 0)).sum()))
     counts = np.zeros(len(c_table), dtype=np.int64)
-    _kernel_tables()(ensemble.roots, ensemble.left, ensemble.right, local, leaf_p, c_start, a_start, shallow_below,
-                     np.ascontiguousarray(go_left.view(np.uint8)), weight_a, weight_c, depth, counts, c_table, a_table)
+    with _launching():
+        _kernel_tables()(ensemble.roots, ensemble.left, ensemble.right, local, leaf_p, c_start, a_start, shallow_below,
+                         np.ascontiguousarray(go_left.view(np.uint8)), weight_a, weight_c, depth, counts, c_table,
+                         a_table)
     return LeafTables(local, leaf_groups, leaf_start, leaf_p, shallow_below, deep_below, c_start, a_start, c_table,
                       a_table, limit)
 
@@ -340,11 +357,12 @@ def shapley_values(prepared: Prepared, X: np.ndarray) -> tuple[np.ndarray, np.nd
     if small:  # waking the other threads would cost more than it saves (and a lot on a busy machine)
         numba.set_num_threads(1)
     try:
-        _kernel()(e.roots, e.left, e.right, e.feature, e.threshold, _as_uint8(e.missing_left), prepared.value,
-                  prepared.leaf_value, prepared.node_group, prepared.background_left, prepared.everyone, 1.0 / prepared.background_size,
-                  prepared.weight_a, prepared.weight_c, prepared.max_depth, G, tables.local, tables.leaf_p,
-                  tables.leaf_start, tables.leaf_groups, tables.shallow_below, tables.deep_below, tables.c_start,
-                  tables.a_start, tables.c_table, tables.a_table, bounds, X, out)
+        with _launching():
+            _kernel()(e.roots, e.left, e.right, e.feature, e.threshold, _as_uint8(e.missing_left), prepared.value,
+                      prepared.leaf_value, prepared.node_group, prepared.background_left, prepared.everyone, 1.0 / prepared.background_size,
+                      prepared.weight_a, prepared.weight_c, prepared.max_depth, G, tables.local, tables.leaf_p,
+                      tables.leaf_start, tables.leaf_groups, tables.shallow_below, tables.deep_below, tables.c_start,
+                      tables.a_start, tables.c_table, tables.a_table, bounds, X, out)
     finally:
         numba.set_num_threads(threads)
     total = out.sum(axis=0) if chunks > 1 else out[0]
@@ -459,23 +477,21 @@ def _table_tree(root, x, left, right, feature, threshold, missing_left, leaf_val
                     phi[g, k] += weight * leaf_value[node, k]
 
 
-_table = _jit(_table_tree)
+_table = _jit(_table_tree, inline="always")  # a call per tree would cost more than a small tree's lookups
 
 
-def _walk_tree(root, x, left, right, feature, threshold, missing_left, value, leaf_value, node_group,  # noqa: ANN001, ANN202, C901, PLR0912, PLR0915
+def _walk_tree(root, x, left, right, feature, threshold, missing_left, leaf_value, node_group,  # noqa: ANN001, ANN202, C901, PLR0912, PLR0915
                background_left, everyone, share, weight_a, weight_c, deep_below, scratch, stack_bits, rows, pending,
                phi):
     """One explained row, one tree, the whole background: add to phi[group, :] the Shapley values of
-    the `leaf_value` columns, and to phi[-1, :] the `value` of the leaf x reaches (the output).
+    the `leaf_value` columns.
 
     Adding a leaf's share to every group of A (and of C) would cost |A| + |C| per leaf; instead
     pending[p] holds an amount owed to the groups at positions 0..p of the A list (likewise for C) and
     is paid, and passed down to position p - 1, when the group at position p leaves the list. Only the
     leaves `deep_below` marks are walked to; the others are tabled."""
-    K = value.shape[1]
     L = leaf_value.shape[1]
     W = everyone.shape[0]
-    n_groups = phi.shape[0] - 1
     state = scratch[0]  # per group: 0 undecided, 1 in A (x's side), 2 in C (b's side)
     in_a = scratch[1]
     in_c = scratch[2]
@@ -486,14 +502,6 @@ def _walk_tree(root, x, left, right, feature, threshold, missing_left, value, le
     stack_kind = scratch[7]
     pending_a = pending[0]
     pending_c = pending[1]
-    node = root
-    while left[node] >= 0:
-        v = x[feature[node]]
-        x_goes_left = missing_left[node] != 0 if np.isnan(v) else v <= threshold[node]
-        node = left[node] if x_goes_left else right[node]
-    for k in range(K):
-        phi[n_groups, k] += value[node, k]
-
     a = 0
     c = 0
     stack_node[0] = root
@@ -591,7 +599,7 @@ def _walk_tree(root, x, left, right, feature, threshold, missing_left, value, le
     _release(in_c, c, 0, state, pending_c, phi, -1.0)
 
 
-_walk = _jit(_walk_tree)
+_walk = _jit(_walk_tree, inline="always")
 
 
 def _walks(roots, left, right, feature, threshold, missing_left, value, leaf_value, node_group, background_left,  # noqa: ANN001, ANN202
@@ -607,13 +615,25 @@ def _walks(roots, left, right, feature, threshold, missing_left, value, leaf_val
         stack_bits = np.empty((size, everyone.shape[0]), np.uint64)
         rows = np.empty(everyone.shape[0], np.uint64)
         pending = np.zeros((2, max_depth + 1, leaf_value.shape[1]))
+        x = X[i]
+        phi = out[chunk, i]
+        stack_node = scratch[3]
+        stack_mask = scratch[4]
         for t in range(bounds[chunk], bounds[chunk + 1]):
-            _table(roots[t], X[i], left, right, feature, threshold, missing_left, leaf_value, local, leaf_p,
-                   leaf_start, leaf_groups, shallow_below, c_start, a_start, c_table, a_table, scratch[3], scratch[4],
-                   out[chunk, i])
-            _walk(roots[t], X[i], left, right, feature, threshold, missing_left, value, leaf_value, node_group,
-                  background_left, everyone, share, weight_a, weight_c, deep_below, scratch, stack_bits, rows,
-                  pending, out[chunk, i])
+            node = roots[t]
+            while left[node] >= 0:
+                v = x[feature[node]]
+                x_goes_left = missing_left[node] != 0 if np.isnan(v) else v <= threshold[node]
+                node = left[node] if x_goes_left else right[node]
+            for k in range(value.shape[1]):
+                phi[n_groups, k] += value[node, k]
+            _table(roots[t], x, left, right, feature, threshold, missing_left, leaf_value, local, leaf_p,
+                   leaf_start, leaf_groups, shallow_below, c_start, a_start, c_table, a_table, stack_node, stack_mask,
+                   phi)
+            if deep_below[roots[t]]:
+                _walk(roots[t], x, left, right, feature, threshold, missing_left, leaf_value, node_group,
+                      background_left, everyone, share, weight_a, weight_c, deep_below, scratch, stack_bits, rows,
+                      pending, phi)
 
 
 @cache
