@@ -101,6 +101,7 @@ def table_groups(request, monkeypatch):
     """Leaves with at most this many groups on their path are tabled, the rest walked: all walked,
     both kinds in one tree, all tabled (the small test trees)."""
     monkeypatch.setattr(tree_shap, "MAX_TABLE_GROUPS", request.param)
+    monkeypatch.setattr(tree_shap, "MAX_TABLE_TREE_LEAVES", 10**6)  # the test forests' trees too
     return request.param
 
 

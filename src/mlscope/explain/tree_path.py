@@ -51,6 +51,7 @@ class TreePath:
         self.columns = list(self.features) if layout is None else None
         if layout is None and hasattr(model, "feature_names_in_"):
             self.columns = [str(c) for c in model.feature_names_in_]
+        self._column_index = pd.Index(self.columns if self.columns is not None else [])
         self.prepared = tree_shap.prepare(ensemble, groups, self.matrix(background))
 
     @classmethod
@@ -60,6 +61,8 @@ class TreePath:
         missing = [f for f in features if f not in background.columns]
         if missing:
             raise BadInput(f"background has no column {missing[0]!r}")
+        if len(background) == 0:
+            raise BadInput("the background has no rows")
         layout = block_layout(model, features)
         if layout is not None:
             ensemble = extract_ensemble(model.steps[-1][1])
@@ -91,7 +94,7 @@ class TreePath:
             encoded = self.model.steps[0][1].transform(rows[self.features])
             encoded = encoded.toarray() if hasattr(encoded, "toarray") else encoded
             return np.asarray(encoded, dtype=np.float64)
-        frame = rows[self.columns]
+        frame = rows if rows.columns.equals(self._column_index) else rows[self.columns]
         try:
             return frame.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError):

@@ -21,8 +21,13 @@ one by one: one walk per (x, tree) carries the SET of background rows (a bitset)
 walk's state, and splits it where they part ways. Rows that agree with each other travel together,
 so a node is visited once per distinct state rather than once per background row, and a leaf adds
 its value times the set's size. Which background rows go left at every node is a bitset computed once
-per explainer. The walks are compiled by numba and spread over the explained rows (or, for a few
-rows, over the trees)."""
+per explainer.
+
+Small trees (boosters: at most MAX_TABLE_TREE_LEAVES leaves) go further: for a leaf with few groups on
+its path the background is folded into per-leaf tables when the explainer is built (`LeafTables`),
+so an explained row costs a few lookups per leaf whatever the background size. Deep forests' trees
+are walked: an explained row reaches only a part of their many leaves. Both parts are compiled by
+numba and spread over the explained rows (or, for one row of a large model, over the trees)."""
 
 from __future__ import annotations
 
@@ -100,6 +105,7 @@ class Prepared:
     value: np.ndarray  # float64 (nodes, outputs), contiguous
     leaf_value: np.ndarray  # the output columns the walks explain (all but the last for probabilities)
     tables: LeafTables
+    walked_nodes: int  # nodes above a leaf left to the walks
 
 
 def prepare(ensemble: TreeEnsemble, groups: np.ndarray, background: np.ndarray) -> Prepared:
@@ -124,11 +130,15 @@ def prepare(ensemble: TreeEnsemble, groups: np.ndarray, background: np.ndarray) 
     tables = _leaf_tables(ensemble, node_group, n_groups, depth, go_left, weight_a, weight_c)
     return Prepared(ensemble, node_group, n_groups, _bits(go_left.T), _bits(np.ones((1, len(B)), dtype=bool))[0],
                     len(B), weight_a, weight_c, depth, ensemble.predict_raw(B).mean(axis=0), value, leaf_value,
-                    tables)
+                    tables, int(tables.deep_below.sum()))
 
 
+PARALLEL_WORK = 1_000_000  # rows x walked nodes x background rows below which one thread does it all
 TABLE_BYTES = 256 * 2**20  # memory allowed for the shallow leaves' tables
 MAX_TABLE_GROUPS = 10
+# Tables pay off for boosters' small trees; a deep forest's tree has too many leaves for an explained row
+# to look each up (the walk only reaches those some background row leads to), and too large tables.
+MAX_TABLE_TREE_LEAVES = 64
 
 
 def _leaf_tables(ensemble: TreeEnsemble, node_group: np.ndarray, n_groups: int, depth: int, go_left: np.ndarray,
@@ -138,18 +148,20 @@ def _leaf_tables(ensemble: TreeEnsemble, node_group: np.ndarray, n_groups: int, 
     leaf_p = np.full(nodes, -1, dtype=np.int64)
     leaf_start = np.zeros(nodes, dtype=np.int64)
     order = np.empty(nodes, dtype=np.int64)
+    tree_of = np.zeros(nodes, dtype=np.int64)
     _paths(ensemble.roots, ensemble.left, ensemble.right, node_group, n_groups, depth, local, leaf_p, leaf_start,
-          np.zeros(0, dtype=np.int64), order, False)
+          np.zeros(0, dtype=np.int64), order, tree_of, False)
     leaves = leaf_p >= 0
     leaf_start[leaves] = np.concatenate([[0], np.cumsum(leaf_p[leaves])[:-1]])
     leaf_groups = np.empty(int(leaf_p[leaves].sum()), dtype=np.int64)
     _paths(ensemble.roots, ensemble.left, ensemble.right, node_group, n_groups, depth, local, leaf_p, leaf_start,
-          leaf_groups, order, True)
-    p = leaf_p[leaves]
+          leaf_groups, order, tree_of, True)
+    small = np.bincount(tree_of[leaves], minlength=ensemble.n_trees)[tree_of] <= MAX_TABLE_TREE_LEAVES
+    p = leaf_p[leaves & small]
     limit = MAX_TABLE_GROUPS
     while limit > 0 and float(np.sum(np.where(p <= limit, 2.0 ** p * (p + 1), 0.0))) * 8 > TABLE_BYTES:
         limit -= 1
-    shallow = leaves & (leaf_p <= limit)
+    shallow = leaves & small & (leaf_p <= limit)
     sizes = np.where(shallow, 2 ** np.minimum(np.maximum(leaf_p, 0), limit), 0)
     c_start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     a_start = np.concatenate([[0], np.cumsum(sizes * np.maximum(leaf_p, 0))[:-1]]).astype(np.int64)
@@ -182,7 +194,7 @@ _or_up = _jit(_or_up_py)
 
 
 def _paths_py(roots, left, right, node_group, n_groups, max_depth, local, leaf_p, leaf_start, leaf_groups,  # noqa: ANN001, ANN202
-              order, fill):
+              order, tree_of, fill):
     """Depth-first over every tree: `local` per internal node, the path's group count per leaf, the pre-order;
     with `fill`, each leaf's path groups too."""
     seen = np.full(n_groups, -1, np.int64)
@@ -202,6 +214,7 @@ def _paths_py(roots, left, right, node_group, n_groups, max_depth, local, leaf_p
                 length -= 1
                 seen[path[length]] = -1
             order[visited] = node
+            tree_of[node] = t
             visited += 1
             if left[node] < 0:
                 leaf_p[node] = length
@@ -319,15 +332,21 @@ def shapley_values(prepared: Prepared, X: np.ndarray) -> tuple[np.ndarray, np.nd
     if n == 0 or e.n_trees == 0:
         return np.zeros((n, G, K)), np.tile(e.base, (n, 1))
     threads = numba.get_num_threads()
-    chunks = 1 if n >= 2 * threads else min(threads, e.n_trees)
-    bounds = np.linspace(0, e.n_trees, chunks + 1).astype(np.int64)
+    small = n * prepared.walked_nodes * prepared.background_size < PARALLEL_WORK
+    chunks = 1 if n >= 2 * threads or small else min(threads, e.n_trees)
+    bounds = np.arange(chunks + 1, dtype=np.int64) * e.n_trees // chunks
     out = np.zeros((chunks, n, G + 1, K))  # slot G: the sum of the leaves x reaches
     tables = prepared.tables
-    _kernel()(e.roots, e.left, e.right, e.feature, e.threshold, _as_uint8(e.missing_left), prepared.value,
-              prepared.leaf_value, prepared.node_group, prepared.background_left, prepared.everyone, 1.0 / prepared.background_size,
-              prepared.weight_a, prepared.weight_c, prepared.max_depth, G, tables.local, tables.leaf_p,
-              tables.leaf_start, tables.leaf_groups, tables.shallow_below, tables.deep_below, tables.c_start,
-              tables.a_start, tables.c_table, tables.a_table, bounds, X, out)
+    if small:  # waking the other threads would cost more than it saves (and a lot on a busy machine)
+        numba.set_num_threads(1)
+    try:
+        _kernel()(e.roots, e.left, e.right, e.feature, e.threshold, _as_uint8(e.missing_left), prepared.value,
+                  prepared.leaf_value, prepared.node_group, prepared.background_left, prepared.everyone, 1.0 / prepared.background_size,
+                  prepared.weight_a, prepared.weight_c, prepared.max_depth, G, tables.local, tables.leaf_p,
+                  tables.leaf_start, tables.leaf_groups, tables.shallow_below, tables.deep_below, tables.c_start,
+                  tables.a_start, tables.c_table, tables.a_table, bounds, X, out)
+    finally:
+        numba.set_num_threads(threads)
     total = out.sum(axis=0) if chunks > 1 else out[0]
     values = total[:, :G]
     L = prepared.leaf_value.shape[1]
