@@ -243,7 +243,15 @@ def test_not_a_booster() -> None:
     from sklearn.linear_model import LinearRegression
 
     with pytest.raises(UnsupportedTrees, match="LinearRegression"):
-        extract(LinearRegression())
+        extract(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]))
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_unfitted_model_is_refused(library: str) -> None:
+    model = {"hgb": HistGradientBoostingClassifier(), "xgboost": xgboost.XGBClassifier(),
+             "lightgbm": lightgbm.LGBMClassifier()}[library]
+    with pytest.raises(UnsupportedTrees, match="not fitted"):
+        extract(model)
 
 
 def test_lightgbm_reads_tiny_values_as_zero_as_lightgbm_does() -> None:

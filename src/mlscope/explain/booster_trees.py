@@ -43,6 +43,8 @@ _EPS32 = float(np.finfo(np.float32).eps)
 def extract(estimator: Any) -> TreeEnsemble:
     """The fitted booster as a TreeEnsemble whose `predict_raw` is the model's raw output (margin)."""
     name, module = type(estimator).__name__, type(estimator).__module__
+    if not _fitted(estimator):
+        raise UnsupportedTrees(f"{name} is not fitted")
     if name.startswith("HistGradientBoosting") and module.startswith("sklearn"):
         reading = _hist_gradient_boosting(estimator)
     elif module.startswith("xgboost"):
@@ -52,6 +54,19 @@ def extract(estimator: Any) -> TreeEnsemble:
     else:
         raise UnsupportedTrees(f"{name} is not a HistGradientBoosting, XGBoost or LightGBM model")
     return _with_checked_base(name, reading)
+
+
+def _fitted(estimator: Any) -> bool:
+    if type(estimator).__name__ == "Booster":
+        return True
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(estimator)
+    except (NotFittedError, TypeError):
+        return False
+    return True
 
 
 @dataclass
