@@ -40,7 +40,9 @@ def test_every_run_logs_an_exact_explanation_of_its_test_split(trained, run_ids,
         assert explanation.additivity_errors.max() <= 1e-6, name
         meta = explanation.metadata
         assert meta["exact"] is True and meta["background_seed"] == 42 and meta["max_additivity_error"] <= 1e-6
-        assert meta["evaluator"] == "feature-blocks" and meta["seconds"] > 0
+        forest = name.startswith("rf")  # forests: the exact tree path; the others: enumeration over feature blocks
+        assert meta["path"] == ("tree" if forest else "enumeration") and meta["seconds"] > 0
+        assert meta["evaluator"] == ("tree closed form" if forest else "feature-blocks")
     predictions = pd.read_csv(client.download_artifacts(run_ids["svm"], "predictions.csv", str(tmp_path)))
     explanation, _ = stored_explanation(client, run_ids["svm"])
     assert explanation.row_ids == predictions["PassengerId"].tolist()
