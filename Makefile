@@ -27,6 +27,9 @@ bench: install
 	$(BIN)/python bench/run_index_speed.py
 	$(BIN)/python bench/dashboard_speed.py
 	$(BIN)/python bench/server_footprint.py
+	$(BIN)/python bench/tree_explain_speed.py
+	$(BIN)/python bench/sampler_speed.py
+	$(BIN)/python bench/compute_button_speed.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns mlartifacts .pytest_cache
