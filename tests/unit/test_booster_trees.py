@@ -11,18 +11,17 @@ import importlib
 import itertools
 import math
 import os
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-import shap
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from mlscope.explain.booster_trees import extract
 from mlscope.explain.tree_models import LOG_ODDS, PREDICTION, UnsupportedTrees, extract_ensemble
 from mlscope.explain.tree_path import TreePath
+from tests.shap_reference import shap_interventional
 
 
 def _require(name: str):
@@ -335,11 +334,7 @@ def test_tree_path_equals_shap_interventional(library: str, task: str) -> None:
     model = fit(library, task, X, y)
     background, rows = X[:40], X[200:230]
     result = TreePath.build(model, list(frame(X).columns), frame(background)).explain(frame(rows))
-    explainer = shap.TreeExplainer(model, background, feature_perturbation="interventional")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = np.asarray(explainer.shap_values(rows, check_additivity=False), dtype=float)
-    theirs = theirs.reshape(len(rows), X.shape[1], -1)
+    theirs = shap_interventional(model, background, rows)
     assert np.abs(result.values - theirs).max() <= 1e-6
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,7 @@ from mlscope.explain import tree_shap
 from mlscope.explain.sklearn_trees import extract
 from mlscope.explain.tree_models import LOG_ODDS, PREDICTION, PROBABILITY, UnsupportedTrees
 from mlscope.explain.tree_path import TreePath
+from tests.shap_reference import shap_interventional
 
 
 def raw_output(model):
@@ -216,11 +216,7 @@ def test_equal_to_shap_interventional(name, make, target, nan):
     model, X = fit_bare(make, target, False, m=6)
     background, rows = X.iloc[:40], X.iloc[200:230]
     result = TreePath.build(model, list(X.columns), background).explain(rows)
-    explainer = shap.TreeExplainer(model, background, feature_perturbation="interventional")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = np.asarray(explainer.shap_values(rows, check_additivity=False), dtype=float)
-    theirs = theirs.reshape(len(rows), X.shape[1], -1)
+    theirs = shap_interventional(model, background, rows)
     assert np.abs(result.values - theirs).max() <= 1e-6
 
 
