@@ -120,8 +120,8 @@ class ShapleyExplainer:
 
     def __init__(self, model: Any, background: pd.DataFrame, *, features: list[str] | None = None,
                  background_seed: int | None = DEFAULT_SEED, max_exact_features: int = MAX_EXACT_FEATURES,
-                 fast_path: bool = True, closed_forms: bool = True, output: str = AUTO, tolerance: float = sampling.DEFAULT_TOLERANCE,
-                 max_evaluations: int = sampling.DEFAULT_MAX_EVALUATIONS,
+                 fast_path: bool = True, closed_forms: bool = True, output: str = AUTO,
+                 tolerance: float = sampling.DEFAULT_TOLERANCE, max_evaluations: int = sampling.DEFAULT_MAX_EVALUATIONS,
                  max_seconds: float = sampling.DEFAULT_MAX_SECONDS) -> None:
         if output not in (AUTO, PROBABILITY_OUTPUT):
             raise ValueError(f"output must be '{AUTO}' or '{PROBABILITY_OUTPUT}', not {output!r}")
