@@ -6,6 +6,8 @@ code from two small files of ours, and the page hands them the OpenAPI URL in a 
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import json
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ SWAGGER_PARAMETERS = {"dom_id": "#swagger-ui", "layout": "BaseLayout", "deepLink
 class Asset:
     file: Traversable
     media_type: str
-    replace: tuple[tuple[bytes, bytes], ...] = ()  # applied to the file's bytes when it is first served
+    replace: tuple[tuple[bytes, bytes], ...] = ()  # (regex, replacement) on the file's bytes when first served
 
 
 def _vendored(name: str) -> Traversable:
@@ -49,7 +51,7 @@ ASSETS = {
     # ReDoc's side menu shows a logo it loads from Redocly's CDN (no option turns it off); an empty data:
     # image instead fails to decode and ReDoc drops the <img>, so the page makes no outside request.
     "redoc.standalone.js": Asset(_vendored("redoc.standalone.js"), "text/javascript",
-                                 replace=((b'src:"https://cdn.redoc.ly/redoc/logo-mini.svg"', b'src:"data:,"'),)),
+                                 replace=((rb'src:"https://[^"]+/logo-mini\.svg"', b'src:"data:,"'),)),
     "favicon.png": Asset(_vendored("favicon.png"), "image/png"),
     "swagger-init.js": Asset(_own("swagger-init.js"), "text/javascript"),
     "redoc-init.js": Asset(_own("redoc-init.js"), "text/javascript"),
@@ -61,7 +63,7 @@ def _content(name: str) -> tuple[bytes, str]:
     """An asset's bytes and the short content hash its URLs carry (read once per process)."""
     body = ASSETS[name].file.read_bytes()
     for old, new in ASSETS[name].replace:
-        body = body.replace(old, new)
+        body = re.sub(old, new, body)
     return body, hashlib.sha256(body).hexdigest()[:12]
 
 
