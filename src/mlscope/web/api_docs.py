@@ -6,10 +6,9 @@ code from two small files of ours, and the page hands them the OpenAPI URL in a 
 
 from __future__ import annotations
 
-import re
-
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from html import escape
