@@ -4,9 +4,9 @@ live what-if records, two runs side by side, and computing an explanation for a 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import tempfile
-import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -29,7 +29,7 @@ from mlscope.explain.artifacts import plain_value
 from mlscope.explain.live import ExplainSessions, feature_specs
 from mlscope.explain.service import load_model, model_features
 from mlscope.explain.shapley import DEFAULT_BACKGROUND, DEFAULT_SEED, Explanation, ShapleyExplainer, sample_background
-from mlscope.tracking.client import allow_model_loading, bind_fluent_api
+from mlscope.tracking.client import allow_model_loading, bind_fluent_api, proxied_artifacts
 
 EXPLAINED_ROWS = 200
 TITANIC = "titanic"
@@ -278,9 +278,9 @@ def _metadata(explanation: Explanation, run_name: str, model_type: str | None) -
         run_name=run_name, model_type=model_type)
 
 
-def explanation_view(sessions: ExplainSessions, run_id: str) -> ExplanationView:
+def explanation_view(sessions: ExplainSessions, run_id: str, run: Run | None = None) -> ExplanationView:
     """Everything the explain view draws from a run's stored explanation, or why there is none."""
-    run = _run(sessions.client, run_id)
+    run = run or _run(sessions.client, run_id)
     header = {"run_id": run_id, "run_name": _run_name(run), "experiment": _experiment_name(sessions.client, run),
               "model_type": run.data.params.get("model_type")}
     try:
@@ -393,24 +393,48 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _model_info(settings: Settings, run_id: str) -> tuple[Any | None, str | None]:
-    """(MLflow model info of the run's `model`, None) or (None, why there is none)."""
+_NO_MODEL = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+def _model_info(settings: Settings, run_id: str, local: Path | None = None) -> tuple[Any | None, str | None]:
+    """(MLflow model metadata of the run's `model`, None) or (None, why there is none); read from `local`,
+    the folder already downloaded, when given (only the MLmodel file is fetched otherwise)."""
     import mlflow.models
 
     bind_fluent_api(settings)
     try:
+        if local is not None:
+            return mlflow.models.Model.load(str(local)), None
         return mlflow.models.get_model_info(f"runs:/{run_id}/model"), None
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        if exc.error_code in _NO_MODEL:
             return None, "the run has no logged model at 'model'"
         raise
     except OSError as exc:
         return None, f"the run's model cannot be read: {_first_line(exc)}"
 
 
-def compute_plan(settings: Settings, run_id: str) -> ComputePlan:
-    """How `compute_explanation` would explain the run's model, or why it cannot."""
-    info, problem = _model_info(settings, run_id)
+def _download_model(settings: Settings, run_id: str, into: Path) -> Path | None:
+    """The run's `model` folder, fetched once for everything the Compute button reads (its metadata, the
+    estimator and the input example); None when the run has none (the plan then says why)."""
+    import mlflow.artifacts
+
+    bind_fluent_api(settings)
+    try:
+        with proxied_artifacts():
+            return Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(into)))
+    except MlflowException as exc:
+        if exc.error_code in _NO_MODEL:
+            return None
+        raise
+    except OSError:
+        return None
+
+
+def compute_plan(settings: Settings, run_id: str, local: Path | None = None) -> ComputePlan:
+    """How `compute_explanation` would explain the run's model, or why it cannot (`local`: the run's model
+    folder, when already downloaded)."""
+    info, problem = _model_info(settings, run_id, local)
     if info is None:
         return ComputePlan(False, f"{problem}; explanations need a scikit-learn model logged with mlflow.sklearn")
     flavors = sorted(info.flavors or {})
@@ -420,7 +444,7 @@ def compute_plan(settings: Settings, run_id: str) -> ComputePlan:
     if signature is not None and signature.inputs is not None and signature.inputs.has_input_names():
         features = list(signature.inputs.input_names())
     else:
-        features = model_features(load_model(settings, run_id), [])
+        features = model_features(load_model(settings, run_id, local), [])
     if not features:
         return ComputePlan(False, "the model names neither its input columns (no signature, no feature_names_in_) "
                                   f"nor comes with data: use `mlscope explain {run_id} --data file.csv`")
@@ -456,9 +480,9 @@ def _scores(model: Any, frame: pd.DataFrame) -> bool:
     return True
 
 
-def _data_to_explain(settings: Settings, run_id: str, plan: ComputePlan, model: Any, features: list[str]
-                     ) -> tuple[pd.DataFrame, pd.DataFrame, list[Any], str, dict[str, Any]]:
-    """(rows, background, row ids, description, extra metadata)."""
+def _data_to_explain(settings: Settings, run_id: str, plan: ComputePlan, model: Any, features: list[str],
+                     local: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[Any], str, dict[str, Any]]:
+    """(rows, background, row ids, description, extra metadata); `local` is the run's model folder."""
     import mlflow.models
 
     if plan.source == TITANIC:
@@ -472,10 +496,8 @@ def _data_to_explain(settings: Settings, run_id: str, plan: ComputePlan, model: 
         source = (f"a fixed-seed sample (seed {DEFAULT_SEED}) of the shipped Titanic data: {len(rows)} passengers "
                   f"explained against {len(background)} background passengers{note}")
         return rows, background, [int(i) for i in rows.index], source, {"dataset": TITANIC}
-    uri = f"runs:/{run_id}/model"
-    bind_fluent_api(settings)
     with allow_model_loading(settings):
-        example = mlflow.models.Model.load(uri).load_input_example(uri)
+        example = mlflow.models.Model.load(str(local)).load_input_example(str(local))
     if not isinstance(example, pd.DataFrame) or not set(features) <= set(example.columns):
         raise BadInput(f"the model's input example is not a table of its features ({', '.join(features)}): compute "
                        f"it with `mlscope explain {run_id} --data file.csv`", field="data")
@@ -484,15 +506,20 @@ def _data_to_explain(settings: Settings, run_id: str, plan: ComputePlan, model: 
     return rows, sample_background(rows, DEFAULT_BACKGROUND, DEFAULT_SEED), list(range(len(rows))), source, {}
 
 
-def _log(client: MlflowClient, run_id: str, explanation: Explanation, background: pd.DataFrame, title: str) -> None:
-    """Store the explanation the way training does: `explanations/test.json` now, the two summary PNGs
-    (for the stock MLflow UI; the dashboard draws its own charts from the JSON) in a background thread,
-    so the Compute button answers once the values are stored. A failed plot is logged, never lost."""
+def _log(client: MlflowClient, run_id: str, explanation: Explanation, background: pd.DataFrame, title: str
+         ) -> threading.Thread:
+    """Store the explanation the way training does: `explanations/test.json` now; the two summary PNGs (for
+    the stock MLflow UI; the dashboard draws its own charts from the JSON) by the returned thread, which the
+    caller starts once its answer is built, so the Compute button answers without waiting for matplotlib.
+    A failed plot is logged, never lost."""
     with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
         client.log_artifact(run_id, str(artifacts.write(explanation, background, Path(tmp))),
                             artifact_path=artifacts.FOLDER)
-    thread = threading.Thread(target=_log_plots, args=(client, run_id, explanation, title),
-                              name=f"mlscope-plots-{run_id}")
+    return threading.Thread(target=_log_plots, args=(client, run_id, explanation, title),
+                            name=f"mlscope-plots-{run_id}")
+
+
+def _start_plots(thread: threading.Thread) -> None:
     with _PLOTTING_LOCK:
         _PLOTTING.add(thread)
     thread.start()
@@ -528,24 +555,35 @@ def wait_for_plots(timeout: float = 60.0) -> bool:
 def compute_explanation(sessions: ExplainSessions, run_id: str) -> ExplanationView:
     """Explain a run's model on the data its plan names and log it; a stored explanation is kept as is."""
     run = _run(sessions.client, run_id)
+    plots = None
     with _COMPUTING:
         if _stored(sessions, run_id) is None:
-            plan = compute_plan(sessions.settings, run_id)
-            if not plan.possible:
-                raise BadInput(plan.reason, field="data")
-            model = load_model(sessions.settings, run_id)
-            features = model_features(model, list(plan.features))
-            rows, background, ids, source, extra = _data_to_explain(sessions.settings, run_id, plan, model, features)
-            try:
-                explanation = ShapleyExplainer(model, background[features], background_seed=DEFAULT_SEED,
-                                               **sessions.settings.explain_limits()).explain(rows[features], ids)
-            except (ValueError, TypeError) as exc:
-                raise BadInput(f"the model cannot score the data to explain: {_first_line(exc)}",
-                               field="data") from None
-            explanation.metadata.update({"run_id": run_id, "model_uri": f"runs:/{run_id}/model",
-                                         "model_type": _estimator_name(model),
-                                         "data_source": source, "created": datetime.now(UTC).isoformat(
-                                             timespec="seconds"), **extra})
-            _log(sessions.client, run_id, explanation, background[features], _run_name(run))
-            sessions.remember(run_id, artifacts.from_json(artifacts.to_json(explanation, background[features])))
-    return explanation_view(sessions, run_id)
+            with tempfile.TemporaryDirectory(prefix="mlscope-model-") as tmp:
+                plots = _compute(sessions, run, Path(tmp))
+    view = explanation_view(sessions, run_id, run)
+    if plots is not None:
+        _start_plots(plots)
+    return view
+
+
+def _compute(sessions: ExplainSessions, run: Run, folder: Path) -> threading.Thread:
+    """Explain and log the run's model (its folder downloaded once into `folder`); the plots' thread."""
+    settings, run_id = sessions.settings, run.info.run_id
+    local = _download_model(settings, run_id, folder)
+    plan = compute_plan(settings, run_id, local)
+    if not plan.possible or local is None:
+        raise BadInput(plan.reason, field="data")
+    model = load_model(settings, run_id, local)
+    features = model_features(model, list(plan.features))
+    rows, background, ids, source, extra = _data_to_explain(settings, run_id, plan, model, features, local)
+    try:
+        explanation = ShapleyExplainer(model, background[features], background_seed=DEFAULT_SEED,
+                                       **settings.explain_limits()).explain(rows[features], ids)
+    except (ValueError, TypeError) as exc:
+        raise BadInput(f"the model cannot score the data to explain: {_first_line(exc)}", field="data") from None
+    explanation.metadata.update({"run_id": run_id, "model_uri": f"runs:/{run_id}/model",
+                                 "model_type": _estimator_name(model), "data_source": source,
+                                 "created": datetime.now(UTC).isoformat(timespec="seconds"), **extra})
+    plots = _log(sessions.client, run_id, explanation, background[features], _run_name(run))
+    sessions.remember(run_id, artifacts.from_json(artifacts.to_json(explanation, background[features])))
+    return plots

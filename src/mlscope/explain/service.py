@@ -54,15 +54,16 @@ def stored_explanation(client: MlflowClient, run_id: str, name: str = artifacts.
     return artifacts.from_json(payload) if payload is not None else None
 
 
-def load_model(settings: Settings, run_id: str) -> Any:
-    """The run's sklearn model (mlscope's or any `mlflow.sklearn` model, e.g. from autolog)."""
+def load_model(settings: Settings, run_id: str, local: Path | None = None) -> Any:
+    """The run's sklearn model (mlscope's or any `mlflow.sklearn` model, e.g. from autolog), from the store
+    or from `local`, the run's `model` folder already downloaded."""
     import mlflow.sklearn
 
     bind_fluent_api(settings)
     with allow_model_loading(settings):
         try:
             with proxied_artifacts():
-                return mlflow.sklearn.load_model(f"runs:/{run_id}/model")
+                return mlflow.sklearn.load_model(str(local) if local is not None else f"runs:/{run_id}/model")
         except (MlflowException, OSError) as exc:
             message = str(getattr(exc, "message", exc)).strip().splitlines()[0]
             raise BadInput(f"run '{run_id}' has no loadable scikit-learn model at 'model': {message}",
