@@ -57,21 +57,18 @@ class TreeEnsemble:
         return X.astype(np.float32).astype(np.float64) if self.float32 else X
 
     def leaves(self, X: np.ndarray) -> np.ndarray:
-        """(rows, trees) leaf index each tree sends each row to: the reference traversal, in numpy."""
+        """(rows, trees) leaf index each tree sends each row to: the reference traversal, in numpy, every
+        tree one level per step."""
         X = self.prepare(X)
-        rows = np.arange(len(X))
-        out = np.empty((len(X), self.n_trees), dtype=np.int64)
-        for t, root in enumerate(self.roots):
-            node = np.full(len(X), root, dtype=np.int64)
-            while True:
-                inner = self.left[node] >= 0
-                if not inner.any():
-                    break
-                x = X[rows, np.where(inner, self.feature[node], 0)]
-                go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
-                node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
-            out[:, t] = node
-        return out
+        rows = np.arange(len(X))[:, None]
+        node = np.tile(self.roots.astype(np.int64), (len(X), 1))
+        while True:
+            inner = self.left[node] >= 0
+            if not inner.any():
+                return node
+            x = X[rows, np.where(inner, self.feature[node], 0)]
+            go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
+            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
         """(rows, outputs): base + the sum of each tree's leaf value, tree by tree."""
