@@ -35,6 +35,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, dict
         logged = {
             "wide": log_wide_run(store.settings(), store.client(), experiment, "wide", FEATURES, explained=8),
             "small": log_wide_run(store.settings(), store.client(), experiment, "small", 6, explained=8, seeds=None),
+            "again": log_wide_run(store.settings(), store.client(), experiment, "again", FEATURES, explained=8, seeds=9),
         }
         yield store, logged
 
@@ -98,6 +99,25 @@ def test_the_cli_shows_standard_errors_and_sums_the_rest(runs) -> None:
     assert rows["other 25 features"][:2] == [f"{other['shap']:+.4f}", f"±{other['standard_error']:.2g}"]
     assert sum(1 for name in rows if name in explanation.features) == 20
     assert float(rows["sum"][0]) == pytest.approx(explanation.outputs[2] - explanation.base_value, abs=1e-4)
+
+
+def test_the_cli_comparison_sums_the_rest_and_keeps_the_challengers_top(runs) -> None:
+    store, logged = runs
+    (a_id, a), (b_id, b) = logged["wide"], logged["again"]
+    with mlflow_state_kept():
+        result = invoke(store, "explain", a_id, "--compare", b_id)
+    assert result.exit_code == 0, result.output
+    rows = table_rows(result.output)
+    compared = views.compare(a, b)
+    top_a, top_b = compared["rank_champion"][:20], compared["rank_challenger"][:5]
+    shown = top_a + [f for f in top_b if f not in top_a]
+    assert [name for name in rows if name in a.features] == shown
+    rest = [f for f in a.features if f not in shown]
+    other = rows[f"other {len(rest)} features (summed)"]
+    assert float(other[0]) == pytest.approx(sum(compared["mean_abs_shap_champion"][f] for f in rest), abs=1e-4)
+    assert float(other[1]) == pytest.approx(sum(compared["mean_abs_shap_challenger"][f] for f in rest), abs=1e-4)
+    leader = compared["rank_champion"][0]
+    assert rows[leader][:2] == ["1", f"{compared['mean_abs_shap_champion'][leader]:.4f}"]
 
 
 def test_the_cli_says_exact_for_exact_values(runs) -> None:

@@ -121,15 +121,25 @@ def _waterfall_table(data: dict[str, Any], exact: bool) -> Table:
 
 
 def _comparison_table(result: dict[str, Any], champion: str, challenger: str) -> Table:
+    """A's top features one by one (plus any of B's top five that A ranks lower, so a shift is never
+    hidden), the rest summed into one "other N features" row, as the dashboard does."""
+    from mlscope.explain.views import TOP_FEATURES, other_label
+
+    rank_a, rank_b = result["rank_champion"], result["rank_challenger"]
+    shown = rank_a[:TOP_FEATURES] if len(rank_a) > TOP_FEATURES + 1 else list(rank_a)
+    shown += [f for f in rank_b[:5] if f not in shown]
+    rest = [f for f in rank_a if f not in shown]
     table = Table(title=f"Importance ranks: {champion[:8]} (champion) vs {challenger[:8]} (challenger); "
                         f"Spearman {result['spearman']:.2f}, Kendall tau {result['kendall_tau']:.2f}, "
                         f"{result['shared_rows']} shared rows", title_justify="left", header_style="bold")
     for header in ("feature", "rank A", "mean |SHAP| A", "rank B", "mean |SHAP| B", "mean |B - A| per row"):
         table.add_column(header, justify="left" if header == "feature" else "right")
-    for feature in result["rank_champion"]:
-        table.add_row(feature, str(result["rank_champion"].index(feature) + 1),
-                      f"{result['mean_abs_shap_champion'][feature]:.4f}",
-                      str(result["rank_challenger"].index(feature) + 1),
-                      f"{result['mean_abs_shap_challenger'][feature]:.4f}",
-                      f"{result['mean_abs_difference'].get(feature, float('nan')):.4f}")
+    a, b, moved = (result["mean_abs_shap_champion"], result["mean_abs_shap_challenger"],
+                   result["mean_abs_difference"])
+    for feature in shown:
+        table.add_row(feature, str(rank_a.index(feature) + 1), f"{a[feature]:.4f}", str(rank_b.index(feature) + 1),
+                      f"{b[feature]:.4f}", f"{moved.get(feature, float('nan')):.4f}")
+    if rest:
+        table.add_row(f"[dim]{other_label(len(rest))} (summed)[/]", "", f"{sum(a[f] for f in rest):.4f}", "",
+                      f"{sum(b[f] for f in rest):.4f}", f"{sum(moved.get(f, float('nan')) for f in rest):.4f}")
     return table
