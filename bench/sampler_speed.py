@@ -208,11 +208,11 @@ def report(results: list[Result], target: float, rows: int, seeds: int) -> None:
             if hit:
                 setting, shown = hit.setting, f"{seconds:.2f} s"
             elif steps and what == "kernel" and len(steps) < len(KERNEL_MULTIPLES):
-                setting = (f"not reached within {r.kernel_cap:g} s (at {steps[-1].setting}: "
-                           f"{max(steps[-1].max_errors):.4f})")
+                setting = f"not within {r.kernel_cap:g} s; {steps[-1].setting}: {max(steps[-1].max_errors):.4f}"
                 shown = f"> {statistics.median(steps[-1].seconds):.1f} s"
             elif steps:
-                setting, shown = f"not reached (at {steps[-1].setting}: {max(steps[-1].max_errors):.4f})", "-"
+                setting = f"not reached; {steps[-1].setting}: {max(steps[-1].max_errors):.4f}"
+                shown = f"> {statistics.median(steps[-1].seconds):.1f} s"
             else:
                 setting, shown = "-", "-"
             cells += [setting, shown, f"{hit.evaluations[0] / rows:,.0f}" if hit else "-",
