@@ -1,6 +1,7 @@
-"""Time to a stated accuracy: mlscope's sampler with error bars against shap's PermutationExplainer and KernelExplainer.
+"""Time to a stated accuracy: mlscope's sampler with error bars against shap's Permutation- and KernelExplainer.
 
-    .venv/bin/python bench/sampler_speed.py [--rows 5] [--seeds 3] [--target 0.005] [--kernel-max-seconds 240] [--json PATH]
+    .venv/bin/python bench/sampler_speed.py [--rows 5] [--seeds 3] [--target 0.005] [--kernel-max-seconds 240]
+        [--json PATH]
 
 (from the repository root). Data: `make_classification(600, 30, n_informative=10, random_state=0)`;
 the models (SVC(probability=True), MLPClassifier(64)) are fitted on the first 500 rows, the background is
