@@ -111,6 +111,27 @@ def positive_class_index(model: Any) -> int:
     return classes.index(1) if 1 in classes else len(classes) - 1
 
 
+def class_index(model: Any, label: Any = None) -> int:
+    """The column of `label` in the model's class probabilities; None: the positive class (binary models,
+    as ever). ValueError naming the classes for an unknown label."""
+    if label is None:
+        return positive_class_index(model)
+    classes = list(getattr(model, "classes_", []))
+    for position, known in enumerate(classes):
+        if known == label or str(known) == str(label):
+            return position
+    raise ValueError(f"unknown class {label!r}; the model's classes are {', '.join(map(str, classes))}")
+
+
+def output_head(estimator: Any, column: int) -> Callable[[Any], np.ndarray]:
+    """The estimator's explained output on an encoded matrix: P(class `column`) for a classifier (the
+    fast exact heads where there is one), the prediction for a regressor."""
+    if not hasattr(estimator, "predict_proba"):
+        return lambda matrix: np.asarray(estimator.predict(matrix), dtype=float).reshape(len(matrix), -1)[:, -1]
+    head, _ = estimator_head(estimator, column)
+    return head
+
+
 class RawEvaluator:
     """Any model: decode hybrids to raw records and call `predict(frame) -> probabilities`."""
 
@@ -166,14 +187,15 @@ class BlockEvaluator:
     name = "feature-blocks"
 
     def __init__(self, codebook: Codebook, model: Pipeline, layout: list[tuple[str, Any]],
-                 previous: BlockEvaluator | None = None) -> None:
+                 previous: BlockEvaluator | None = None, column: int | None = None) -> None:
         self.model, self.layout = model, layout
         self.estimator = model.steps[-1][1]
-        self.positive = positive_class_index(self.estimator)
+        self.column = previous.column if previous is not None else (
+            positive_class_index(self.estimator) if column is None else column)
         if previous is not None:
             self.positive_proba = previous.positive_proba
         else:
-            self.positive_proba, _ = estimator_head(self.estimator, self.positive)
+            self.positive_proba = output_head(self.estimator, self.column)
         self.blocks: list[tuple[int, np.ndarray]] = []
         for position, (feature, transformer) in enumerate(layout):
             j = codebook.features.index(feature)

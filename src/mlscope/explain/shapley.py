@@ -42,6 +42,7 @@ from mlscope.explain.model_eval import (
     Codebook,
     RawEvaluator,
     block_layout,
+    class_index,
     positive_class_index,
 )
 from mlscope.explain.tree_models import LOG_ODDS, PREDICTION, PROBABILITY, UnsupportedTrees
@@ -101,10 +102,9 @@ def shapley_weights(m: int) -> np.ndarray:
     return weights
 
 
-def _probability_fn(model: Any) -> Callable[[pd.DataFrame], np.ndarray]:
+def _probability_fn(model: Any, column: int) -> Callable[[pd.DataFrame], np.ndarray]:
     if hasattr(model, "predict_proba"):
-        positive = positive_class_index(model)
-        return lambda frame: np.asarray(model.predict_proba(frame))[:, positive]
+        return lambda frame: np.asarray(model.predict_proba(frame))[:, column]
     return lambda frame: np.asarray(model.predict(frame), dtype=float).reshape(len(frame), -1)[:, -1]
 
 
@@ -122,7 +122,7 @@ class ShapleyExplainer:
                  background_seed: int | None = DEFAULT_SEED, max_exact_features: int = MAX_EXACT_FEATURES,
                  fast_path: bool = True, closed_forms: bool = True, output: str = AUTO,
                  tolerance: float = sampling.DEFAULT_TOLERANCE, max_evaluations: int = sampling.DEFAULT_MAX_EVALUATIONS,
-                 max_seconds: float = sampling.DEFAULT_MAX_SECONDS) -> None:
+                 max_seconds: float = sampling.DEFAULT_MAX_SECONDS, output_class: Any = None) -> None:
         if output not in (AUTO, PROBABILITY_OUTPUT):
             raise ValueError(f"output must be '{AUTO}' or '{PROBABILITY_OUTPUT}', not {output!r}")
         self.model = model
@@ -133,6 +133,9 @@ class ShapleyExplainer:
         self.fast_path, self.closed_forms = fast_path, closed_forms and fast_path
         self.tolerance, self.max_evaluations, self.max_seconds = tolerance, max_evaluations, max_seconds
         self.estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+        # which class's output is explained (a multiclass model has one per class); None: the positive class
+        self.classes = getattr(self.estimator, "classes_", None)
+        self.column = class_index(self.estimator, output_class) if hasattr(self.estimator, "predict_proba") else 0
         self.closed_form: TreePath | LinearPath | None = None
         self.path, self.why = self._choose_path(output)
         if self.path in (ENUMERATION, SAMPLING):
@@ -141,8 +144,8 @@ class ShapleyExplainer:
             self._b_codes = self._codebook.encode(self.background)
             layout = block_layout(model, self.features) if fast_path else None
             self._evaluator: RawEvaluator | BlockEvaluator = (
-                BlockEvaluator(self._codebook, model, layout) if layout is not None
-                else RawEvaluator(self._codebook, _probability_fn(model)))
+                BlockEvaluator(self._codebook, model, layout, column=self.column) if layout is not None
+                else RawEvaluator(self._codebook, _probability_fn(model, self.column)))
             self._background_parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             self._b_radix = _radix(self._codebook.cardinalities)
 
@@ -183,15 +186,18 @@ class ShapleyExplainer:
         else:
             values, base, outputs, names = form.explain(rows)
             kind = form.output
-        column = 0
-        classes = getattr(self.estimator, "classes_", None)
-        if values.shape[2] > 1 and classes is not None:
-            column = positive_class_index(self.estimator)
+        classes = self.classes
+        column = self.column if values.shape[2] > 1 and classes is not None else 0
+        if values.shape[2] == 1 and classes is not None and len(classes) == 2 and self.column != \
+                positive_class_index(self.estimator):
+            # one output for two classes is the positive class's: the other class's is its negation
+            values, base, outputs = -values, -np.asarray(base), -outputs if kind != PROBABILITY else 1 - outputs
+            if kind == PROBABILITY:
+                base = 1 + base
         if kind == PREDICTION:
             what = "prediction"
         elif classes is not None:
-            label = classes[column] if values.shape[2] > 1 else classes[positive_class_index(self.estimator)]
-            what = f"{kind} of class {label}"
+            what = f"{kind} of class {classes[self.column]}"
         else:
             what = names[column]
         return values[:, :, column], float(base[column]), outputs[:, column].copy(), what
@@ -246,7 +252,7 @@ class ShapleyExplainer:
     def _default_output(self) -> str:
         if not hasattr(self.estimator, "predict_proba"):
             return "prediction"
-        return f"probability of class {getattr(self.estimator, 'classes_', [0, 1])[positive_class_index(self.estimator)]}"
+        return f"probability of class {getattr(self.estimator, 'classes_', [0, 1])[self.column]}"
 
     def explain(self, rows: pd.DataFrame, row_ids: list[Any] | None = None) -> Explanation:
         started = time.perf_counter()
