@@ -129,7 +129,7 @@ MULTICLASS = Task("multiclass", (
     Metric("accuracy", True, "accuracy"), Metric("balanced_accuracy", True, "balanced accuracy"),
     Metric("f1_macro", True, "macro F1"), Metric("f1_weighted", True, "weighted F1"),
     Metric("roc_auc", True, "ROC-AUC (one-vs-rest, macro)"), Metric("log_loss", False, "log loss"),
-), headline="f1_macro", tie_breaker="accuracy", classification=True, _score=_multiclass_scores)
+), headline="roc_auc", tie_breaker="f1_macro", classification=True, _score=_multiclass_scores)
 
 REGRESSION = Task("regression", (
     Metric("rmse", False, "RMSE"), Metric("mae", False, "MAE"), Metric("r2", True, "R²"),

@@ -47,7 +47,8 @@ def test_near_ties_go_to_well_known_names_evaluation_before_training_headline_ki
     assert default_metric(counts(7, autolog), "roc_auc").metric == "training_roc_auc"
     assert default_metric(counts(7, autolog), "accuracy").metric == "training_accuracy_score"
     assert default_metric(counts(7, autolog), "f1").metric == "training_f1_score"
-    assert default_metric(counts(7, autolog), "my_metric").metric == "training_accuracy_score"
+    # a headline that is none of the runs' task's metrics: the task's own headline kind (binary: ROC-AUC) first
+    assert default_metric(counts(7, autolog), "my_metric").metric == "training_roc_auc"
     with_test = autolog | {"accuracy_score_X_test": 4}
     assert default_metric(counts(7, with_test), "roc_auc").metric == "accuracy_score_X_test"
     regression = {"training_mean_squared_error": 5, "training_root_mean_squared_error": 5,
@@ -86,3 +87,21 @@ def test_the_users_pick_wins() -> None:
     assert best_by(counts(2, {"roc_auc": 2}), "roc_auc", None, "min").direction == "min"
     with pytest.raises(ValueError):
         best_by(None, "roc_auc")
+
+
+def test_regression_runs_are_best_by_rmse_ascending() -> None:
+    ours = counts(5, {"rmse": 5, "mae": 5, "r2": 5, "mape": 5, "max_error": 5, "cv_rmse_mean": 5})
+    chosen = default_metric(ours, "roc_auc")
+    assert (chosen.metric, chosen.direction, chosen.source) == ("rmse", "min", "headline")
+    assert chosen.reason == "the regression task's headline metric, in 5 of 5 finished runs"
+    autolog = counts(3, {"training_rmse": 3, "training_r2_score": 3, "training_mean_squared_error": 3,
+                         "training_mean_absolute_error": 3, "training_score": 3})
+    chosen = default_metric(autolog, "roc_auc")
+    assert (chosen.metric, chosen.direction, chosen.source) == ("training_rmse", "min", "most_runs")
+    assert chosen.reason == "the most runs have it (3 of 3 finished runs); roc_auc is in none"
+
+
+def test_multiclass_runs_keep_the_configured_headline_when_they_have_it() -> None:
+    ours = counts(4, {"accuracy": 4, "f1_macro": 4, "roc_auc": 4, "log_loss": 4, "balanced_accuracy": 4})
+    chosen = default_metric(ours, "roc_auc")
+    assert (chosen.metric, chosen.direction, chosen.source) == ("roc_auc", "max", "headline")

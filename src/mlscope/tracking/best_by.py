@@ -1,6 +1,8 @@
 """Which metric decides an experiment's best run when the user has not picked one.
 
-The configured headline metric when most runs have it; otherwise the metric the most runs have, near-ties
+The configured headline metric when most runs have it; else, when the metric names say which task the runs
+are (`task.infer_from_run`: rmse, r2 ... for regression) and the configured headline is not one of that
+task's metrics, the task's headline (RMSE for regression) when most runs have it, its kind ranked first below; otherwise the metric the most runs have, near-ties
 (within 10% of the most common) broken by how well known the name is — evaluation metrics before training
 ones, the headline's own variants first, then accuracy, ROC-AUC, F1, R², RMSE, MAE, log loss, … — never a
 metric only one run has while several runs exist. "Runs" are the finished ones when any finished run has a
@@ -12,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from mlscope import task
 from mlscope.tracking.index import MetricCounts
 from mlscope.tracking.runs import infer_direction
 
@@ -71,6 +74,14 @@ def default_metric(counts: MetricCounts, headline: str) -> BestBy:
     with_headline = present.get(headline, 0)
     if total and with_headline * 2 > total:
         return _choice(headline, "headline", f"the headline metric, in {with_headline} of {total} {runs}")
+    preferred = headline
+    inferred = task.infer_from_run({}, present)  # regression runs: rmse, not a configured roc_auc
+    if inferred is not None and headline not in inferred.metric_names:
+        with_task = present.get(inferred.headline, 0)
+        if total and with_task * 2 > total:
+            return _choice(inferred.headline, "headline", f"the {inferred.name} task's headline metric, in "
+                                                          f"{with_task} of {total} {runs}")
+        preferred = inferred.headline
     least = 2 if counts.runs >= 2 else 1
     candidates = {key: n for key, n in present.items() if counts.present.get(key, 0) >= least}
     headline_note = f"{headline} is in {with_headline} of {total}" if with_headline else f"{headline} is in none"
@@ -79,7 +90,7 @@ def default_metric(counts: MetricCounts, headline: str) -> BestBy:
         return _choice(headline, "headline", f"the headline metric ({why})")
     most = max(candidates.values())
     near = [key for key, n in candidates.items() if n >= NEAR_TIE * most]
-    chosen = min(near, key=lambda key: (*_preference(key, headline), -candidates[key], key))
+    chosen = min(near, key=lambda key: (*_preference(key, preferred), -candidates[key], key))
     return _choice(chosen, "most_runs",
                    f"the most runs have it ({candidates[chosen]} of {total} {runs}); {headline_note}")
 
