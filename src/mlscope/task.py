@@ -98,6 +98,8 @@ class Task:
     tie_breaker: str
     classification: bool
     _score: Callable[[np.ndarray, np.ndarray, Sequence[Any]], dict[str, float]]
+    # paired tests of two runs' test-split predictions (stats/two_runs.py); a bootstrap leads the verdict
+    prediction_tests: tuple[str, ...] = ()
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -123,23 +125,27 @@ class Task:
 BINARY = Task("binary", (
     Metric("accuracy", True, "accuracy"), Metric("precision", True, "precision"), Metric("recall", True, "recall"),
     Metric("f1", True, "F1"), Metric("roc_auc", True, "ROC-AUC"), Metric("log_loss", False, "log loss"),
-), headline="roc_auc", tie_breaker="accuracy", classification=True, _score=_binary_scores)
+), headline="roc_auc", tie_breaker="accuracy", classification=True, _score=_binary_scores,
+   prediction_tests=("mcnemar", "bootstrap_auc"))
 
 MULTICLASS = Task("multiclass", (
     Metric("accuracy", True, "accuracy"), Metric("balanced_accuracy", True, "balanced accuracy"),
     Metric("f1_macro", True, "macro F1"), Metric("f1_weighted", True, "weighted F1"),
     Metric("roc_auc", True, "ROC-AUC (one-vs-rest, macro)"), Metric("log_loss", False, "log loss"),
-), headline="roc_auc", tie_breaker="f1_macro", classification=True, _score=_multiclass_scores)
+), headline="roc_auc", tie_breaker="f1_macro", classification=True, _score=_multiclass_scores,
+   prediction_tests=("mcnemar", "bootstrap_macro_f1"))
 
 REGRESSION = Task("regression", (
     Metric("rmse", False, "RMSE"), Metric("mae", False, "MAE"), Metric("r2", True, "R²"),
     Metric("mape", False, "MAPE"), Metric("max_error", False, "max error"),
-), headline="rmse", tie_breaker="mae", classification=False, _score=_regression_scores)
+), headline="rmse", tie_breaker="mae", classification=False, _score=_regression_scores,
+   prediction_tests=("paired_squared_error", "paired_absolute_error", "bootstrap_rmse"))
 
 TASKS: dict[str, Task] = {t.name: t for t in (BINARY, MULTICLASS, REGRESSION)}
 _DIRECTIONS = {m.name: m.higher_is_better for t in TASKS.values() for m in t.metrics}
 # names other tools log (autolog's training_*, Keras' val_*, and common spellings) mapped to ours
-_LOWER_IS_BETTER_WORDS = ("loss", "error", "rmse", "mse", "mae", "mape", "deviance")
+_LOWER_IS_BETTER_WORDS = ("loss", "error", "err", "rmse", "mse", "mae", "mape", "deviance", "brier", "time", "latency",
+                          "cost")
 
 
 def metric_key(label: Any) -> str:

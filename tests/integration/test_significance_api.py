@@ -222,7 +222,7 @@ def test_openapi_documents_the_route(http) -> None:
     schema = route["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert schema.endswith("/Significance")
     assert set(spec["components"]["schemas"]["Significance"]["properties"]) == \
-        {"metric", "run_a", "run_b", "verdict", "significant", "tests"}
+        {"metric", "task", "run_a", "run_b", "verdict", "significant", "tests"}
 
 
 def test_finished_runs_are_cached_running_ones_are_not(trained, run_ids, tmp_path: Path,

@@ -229,3 +229,53 @@ def test_the_better_run_is_named_first() -> None:
     assert tie.startswith("svm and rf tie on ROC-AUC (difference 0.000, 95% CI [\u22120.010, 0.010])")
     assert verdict_clause("a", "b", 0.02, None, None, 0.2, "accuracy", True) == \
         "a beats b on accuracy by 0.020: not significant (p = 0.2)"
+
+
+# ---------------------------------------------------------------- regression and multiclass
+
+def test_paired_error_tests_equal_scipys_paired_t_test() -> None:
+    from mlscope.stats.significance import paired_error_test
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(150, 50, 120)
+    a, b = y + rng.normal(0, 20, 120), y + rng.normal(3, 25, 120)
+    for kind, loss in (("squared", np.square), ("absolute", np.abs)):
+        result = paired_error_test(y, a, b, kind)
+        expected = stats.ttest_rel(loss(y - a), loss(y - b))
+        assert result.estimate == pytest.approx(float(np.mean(loss(y - a) - loss(y - b))), abs=1e-9)
+        assert result.t == pytest.approx(float(expected.statistic), abs=1e-9)
+        assert result.p_value == pytest.approx(float(expected.pvalue), abs=1e-12)
+        interval = expected.confidence_interval(0.95)
+        assert (result.ci_low, result.ci_high) == (pytest.approx(interval.low, abs=1e-9),
+                                                   pytest.approx(interval.high, abs=1e-9))
+    same = paired_error_test(y, a, a, "squared")
+    assert (same.estimate, same.p_value, same.t) == (0.0, 1.0, None)
+    with pytest.raises(ValueError, match="finite"):
+        paired_error_test(y, np.full(120, np.nan), b, "squared")
+
+
+def test_bootstrapped_rmse_and_macro_f1_start_from_scikit_learns_values() -> None:
+    from sklearn.metrics import f1_score, mean_squared_error
+
+    from mlscope.stats.significance import bootstrap_difference, macro_f1_statistic, rmse_statistic
+
+    rng = np.random.default_rng(5)
+    y = rng.normal(0, 1, 300)
+    a, b = y + rng.normal(0, 0.5, 300), y + rng.normal(0, 0.8, 300)
+    result = bootstrap_difference(rmse_statistic(y, a), rmse_statistic(y, b), len(y), resamples=1000, seed=1)
+    assert result.value_a == pytest.approx(np.sqrt(mean_squared_error(y, a)), abs=1e-12)
+    assert result.estimate == pytest.approx(result.value_a - result.value_b, abs=1e-15)
+    assert result.ci_low < result.estimate < result.ci_high < 0 and result.p_value < 0.01  # a is clearly better
+    tie = bootstrap_difference(rmse_statistic(y, a), rmse_statistic(y, a), len(y), resamples=200)
+    assert (tie.estimate, tie.ci_low, tie.ci_high, tie.p_value) == (0.0, 0.0, 0.0, 1.0)
+
+    labels = np.array(["red", "white", "rose"], dtype=object)
+    truth = labels[rng.integers(0, 3, 200)]
+    noisy = np.where(rng.random(200) < 0.7, truth, labels[rng.integers(0, 3, 200)])
+    statistic = macro_f1_statistic(truth, noisy, labels)
+    assert statistic(np.ones((1, 200)))[0] == pytest.approx(
+        f1_score(truth, noisy, labels=labels, average="macro", zero_division=0), abs=1e-12)
+    counts = np.bincount(rng.integers(0, 200, 200), minlength=200).astype(float)
+    resampled = np.repeat(np.arange(200), counts.astype(int))
+    assert statistic(counts[None, :])[0] == pytest.approx(
+        f1_score(truth[resampled], noisy[resampled], labels=labels, average="macro", zero_division=0), abs=1e-12)

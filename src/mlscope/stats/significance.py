@@ -3,10 +3,13 @@
 - `corrected_t_test`: Nadeau–Bengio corrected resampled t-test on per-fold CV scores.
 - `mcnemar`: McNemar's test on two models' predicted labels for the same test rows.
 - `bootstrap_auc_difference`: paired bootstrap of the ROC-AUC difference on the same test rows.
+- `paired_error_test`: paired t-test on two regressors' per-row squared or absolute errors.
+- `bootstrap_difference`: paired bootstrap of any metric's difference (RMSE, macro F1) on the same rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,3 +206,125 @@ def bootstrap_auc_difference(y_true: ArrayLike, score_a: ArrayLike,
     p = min(1.0, 2.0 * (min(below, above) + 1) / (used + 1))
     return BootstrapAuc(estimate=auc_a - auc_b, auc_a=auc_a, auc_b=auc_b, ci_low=float(low), ci_high=float(high),
                         p_value=float(p), resamples=resamples, used=used, n=n)
+
+
+# ---------------------------------------------------------------- per-row errors and any bootstrapped metric
+
+@dataclass(frozen=True)
+class PairedErrors:
+    """Paired t-test of the mean per-row loss difference, loss_a - loss_b (squared or absolute errors)."""
+
+    kind: str  # "squared" or "absolute"
+    estimate: float
+    mean_a: float
+    mean_b: float
+    t: float | None
+    df: int
+    p_value: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def paired_error_test(y_true: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike, kind: str,
+                      confidence: float = 0.95) -> PairedErrors:
+    """Student's paired t-test on d_i = loss(a)_i - loss(b)_i over the same rows, with its t interval.
+    Identical losses give estimate 0 and p = 1 (no evidence of a difference)."""
+    y, a, b = (np.asarray(v, dtype=float) for v in (y_true, pred_a, pred_b))
+    if not (y.shape == a.shape == b.shape) or y.ndim != 1 or y.size < 2:
+        raise ValueError("y_true, pred_a and pred_b must be 1-d, of the same length, with at least 2 rows")
+    if not (np.all(np.isfinite(y)) and np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("true values and predictions must be finite numbers")
+    if kind not in ("squared", "absolute"):
+        raise ValueError("kind must be 'squared' or 'absolute'")
+    loss = np.square if kind == "squared" else np.abs
+    la, lb = loss(y - a), loss(y - b)
+    d = la - lb
+    n, mean = d.size, float(d.mean())
+    sd = float(d.std(ddof=1))
+    df = n - 1
+    if sd == 0.0:
+        t, p, low, high = None, 1.0 if mean == 0.0 else 0.0, mean, mean
+    else:
+        se = sd / np.sqrt(n)
+        t = mean / se
+        p = float(2 * stats.t.sf(abs(t), df))
+        half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+        low, high = mean - half, mean + half
+    return PairedErrors(kind=kind, estimate=mean, mean_a=float(la.mean()), mean_b=float(lb.mean()),
+                        t=None if t is None else float(t), df=df, p_value=float(p), ci_low=float(low),
+                        ci_high=float(high), n=n)
+
+
+Statistic = Callable[[np.ndarray], np.ndarray]  # resample weights (size, n) -> one value per resample
+
+
+def rmse_statistic(y_true: ArrayLike, pred: ArrayLike) -> Statistic:
+    """RMSE under resample weights: sqrt(sum(w e^2) / sum(w))."""
+    squared = np.square(np.asarray(y_true, dtype=float) - np.asarray(pred, dtype=float))
+    return lambda weights: np.sqrt(weights @ squared / weights.sum(axis=1))
+
+
+def macro_f1_statistic(y_true: ArrayLike, pred: ArrayLike, labels: ArrayLike) -> Statistic:
+    """Macro F1 over `labels` under resample weights, as scikit-learn's f1_score(average="macro",
+    labels=labels, zero_division=0) on the resampled rows."""
+    y, p = np.asarray(y_true, dtype=object), np.asarray(pred, dtype=object)
+    classes = list(labels)
+    tp = np.stack([(y == k) & (p == k) for k in classes], axis=1).astype(float)
+    fp = np.stack([(y != k) & (p == k) for k in classes], axis=1).astype(float)
+    fn = np.stack([(y == k) & (p != k) for k in classes], axis=1).astype(float)
+
+    def statistic(weights: np.ndarray) -> np.ndarray:
+        t, f_p, f_n = weights @ tp, weights @ fp, weights @ fn
+        denominator = 2 * t + f_p + f_n
+        f1 = np.divide(2 * t, denominator, out=np.zeros_like(t), where=denominator > 0)
+        return f1.mean(axis=1)
+
+    return statistic
+
+
+@dataclass(frozen=True)
+class BootstrapDifference:
+    """Paired bootstrap of metric(a) - metric(b) on the same rows."""
+
+    estimate: float
+    value_a: float
+    value_b: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    resamples: int
+    used: int
+    n: int
+
+
+def bootstrap_difference(statistic_a: Statistic, statistic_b: Statistic, n: int, *, resamples: int = 2000,
+                         seed: int = 0, confidence: float = 0.95) -> BootstrapDifference:
+    """Resample the n shared rows with replacement (the same rows for both models), recompute both
+    statistics (functions of the (resamples, n) weight matrix) and take the percentile interval of the
+    difference; the p-value inverts it, as `bootstrap_auc_difference` does. Non-finite resamples are skipped."""
+    if n < 2:
+        raise ValueError("the bootstrap needs at least 2 rows")
+    if resamples < 1:
+        raise ValueError("resamples must be >= 1")
+    ones = np.ones((1, n))
+    value_a, value_b = float(statistic_a(ones)[0]), float(statistic_b(ones)[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CELLS // n)
+    differences = []
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        rows = rng.integers(0, n, size=(size, n))
+        offsets = np.arange(size)[:, None] * n
+        weights = np.bincount((rows + offsets).ravel(), minlength=size * n).reshape(size, n).astype(float)
+        differences.append(statistic_a(weights) - statistic_b(weights))
+    diff = np.concatenate(differences)
+    diff = diff[np.isfinite(diff)]
+    if diff.size == 0:
+        raise ValueError("no resample gave a finite difference")
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(diff, [tail, 1.0 - tail])
+    below, above = int(np.sum(diff <= 0)), int(np.sum(diff >= 0))
+    p = min(1.0, 2.0 * (min(below, above) + 1) / (diff.size + 1))
+    return BootstrapDifference(estimate=value_a - value_b, value_a=value_a, value_b=value_b, ci_low=float(low),
+                               ci_high=float(high), p_value=float(p), resamples=resamples, used=int(diff.size), n=n)

@@ -1,5 +1,7 @@
 """Is run A really better than run B? Reads both runs' folds and test predictions from MLflow and runs
-the three paired tests of `significance`, each available or not with the reason in plain words."""
+the paired tests of `significance` that fit their task (`Task.prediction_tests`: binary ROC-AUC bootstrap and
+McNemar; multiclass macro-F1 bootstrap and McNemar; regression RMSE bootstrap and paired t-tests on squared
+and absolute errors) plus Nadeau–Bengio on CV folds, each available or not with the reason in plain words."""
 
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, Field
 
+from mlscope import task
 from mlscope.errors import BadInput, NotFound
 from mlscope.stats import significance as sig
 from mlscope.tracking.client import proxied_artifacts
-from mlscope.tracking.runs import infer_direction
 
 FOLDS_FILE = "cv_folds.json"
 PREDICTIONS_FILE = "predictions.csv"
@@ -41,7 +43,8 @@ class RunRef(BaseModel):
 class SignificanceTest(BaseModel):
     """One paired test; `estimate` is always run A minus run B."""
 
-    key: Literal["nadeau_bengio", "mcnemar", "bootstrap_auc"]
+    key: Literal["nadeau_bengio", "mcnemar", "bootstrap_auc", "bootstrap_macro_f1", "bootstrap_rmse",
+                 "paired_squared_error", "paired_absolute_error"]
     title: str
     available: bool
     reason: str | None = Field(None, description="Why the test could not run (when not available).")
@@ -58,6 +61,9 @@ class Significance(BaseModel):
     """Whether the difference between two runs is real, with the tests behind the verdict."""
 
     metric: str
+    task: str | None = Field(None, description="binary, multiclass or regression (the runs' `mlscope.task` tag, "
+                                               "else read from their metrics); it decides the tests. Null: unknown, "
+                                               "the binary tests are tried.")
     run_a: RunRef
     run_b: RunRef
     verdict: str
@@ -288,7 +294,7 @@ def fold_test(ea: Evidence, eb: Evidence, metric: str) -> SignificanceTest:
     assert result.p_value is not None
     summary = f"Averaged over {k} CV folds, " + verdict_clause(
         ea.name, eb.name, result.estimate, result.ci_low, result.ci_high, result.p_value, name,
-        infer_direction(metric) == "max") + " (variance corrected for overlapping training sets)."
+        task.higher_is_better(metric)) + " (variance corrected for overlapping training sets)."
     return SignificanceTest(key="nadeau_bengio", title=title, available=True, estimate=result.estimate,
                             ci_low=result.ci_low, ci_high=result.ci_high, statistic=_finite(result.t),
                             p_value=result.p_value, details=details, summary=summary)
@@ -363,35 +369,141 @@ def bootstrap_test(ea: Evidence, eb: Evidence, metric: str, resamples: int, seed
                             summary=summary)
 
 
+def _numeric_predictions(joined: pd.DataFrame, ea: Evidence, eb: Evidence, why: str
+                         ) -> tuple[np.ndarray | None, list[np.ndarray] | None, str | None]:
+    """(true values, [predictions a, b], None) of regressors, or (None, None, why not)."""
+    column = next((c for c in ("prediction", "y_pred") if all(
+        e.predictions is not None and c in e.predictions.columns for e in (ea, eb))), None)
+    if column is None:
+        return None, None, _runs_lacking([ea, eb], f"prediction (or y_pred) column in {PREDICTIONS_FILE}", why)
+    y = pd.to_numeric(joined["y_true_a"], errors="coerce").to_numpy(dtype=float)
+    predictions = [pd.to_numeric(joined[f"{column}_{s}"], errors="coerce").to_numpy(dtype=float) for s in "ab"]
+    if not (np.isfinite(y).all() and all(np.isfinite(p).all() for p in predictions)):
+        return None, None, f"some true values or predictions in {PREDICTIONS_FILE} are missing or not numbers: {why}"
+    return y, predictions, None
+
+
+def error_test(ea: Evidence, eb: Evidence, kind: str) -> SignificanceTest:
+    """Paired t-test on the regressors' per-row squared or absolute errors."""
+    key = f"paired_{kind}_error"
+    what = "squared error" if kind == "squared" else "absolute error"
+    title = f"Paired t-test on per-row {what}s"
+    why = f"the paired t-test needs both runs' predictions on the same test rows"
+    joined, reason = _paired_predictions(ea, eb, why)
+    y, predictions, problem = (None, None, reason) if joined is None else _numeric_predictions(joined, ea, eb, why)
+    if y is None or predictions is None:
+        return _unavailable(key, title, problem or "")
+    result = sig.paired_error_test(y, predictions[0], predictions[1], kind)
+    title = f"Paired t-test on per-row {what}s of {result.n:,} shared test rows"
+    details: dict[str, Detail] = {"rows": result.n, "df": result.df, f"mean_{kind}_error_a": result.mean_a,
+                                  f"mean_{kind}_error_b": result.mean_b}
+    summary = "Row by row, " + verdict_clause(ea.name, eb.name, result.estimate, result.ci_low, result.ci_high,
+                                              result.p_value, f"mean {what}", False) + "."
+    return SignificanceTest(key=key, title=title, available=True, estimate=result.estimate, ci_low=result.ci_low,
+                            ci_high=result.ci_high, statistic=result.t, p_value=result.p_value, details=details,
+                            summary=summary)
+
+
+def bootstrap_metric_test(ea: Evidence, eb: Evidence, key: str, resamples: int, seed: int) -> SignificanceTest:
+    """Paired bootstrap of the RMSE (regression) or macro-F1 (multiclass) difference on the shared test rows."""
+    rmse = key == "bootstrap_rmse"
+    name = "RMSE" if rmse else "macro F1"
+    title = f"Paired bootstrap of the {name} difference on the shared test rows"
+    why = f"the bootstrap needs both runs' predictions on the same test rows"
+    joined, reason = _paired_predictions(ea, eb, why)
+    if joined is None:
+        return _unavailable(key, title, reason or "")
+    if rmse:
+        y, predictions, problem = _numeric_predictions(joined, ea, eb, why)
+        if y is None or predictions is None:
+            return _unavailable(key, title, problem or "")
+        statistics = [sig.rmse_statistic(y, p) for p in predictions]
+    else:
+        lacking = [e for e in (ea, eb) if e.predictions is None or "y_pred" not in e.predictions.columns]
+        if lacking:
+            return _unavailable(key, title, _runs_lacking(lacking, f"y_pred column in {PREDICTIONS_FILE}",
+                                                          "macro F1 compares predicted labels"))
+        truth = joined["y_true_a"].astype(str).to_numpy()
+        labels = sorted(set(truth.tolist()) | set(joined["y_pred_a"].astype(str)) | set(joined["y_pred_b"].astype(str)))
+        statistics = [sig.macro_f1_statistic(truth, joined[f"y_pred_{s}"].astype(str).to_numpy(), labels)
+                      for s in "ab"]
+    result = sig.bootstrap_difference(statistics[0], statistics[1], len(joined), resamples=resamples, seed=seed)
+    title = f"Paired bootstrap of the {name} difference on {result.n:,} shared test rows"
+    details: dict[str, Detail] = {f"{'rmse' if rmse else 'f1_macro'}_a": result.value_a,
+                                  f"{'rmse' if rmse else 'f1_macro'}_b": result.value_b, "rows": result.n,
+                                  "resamples": result.resamples, "resamples_used": result.used, "seed": seed}
+    summary = f"Over {result.used:,} paired resamples of the {result.n:,} shared test rows, " + verdict_clause(
+        ea.name, eb.name, result.estimate, result.ci_low, result.ci_high, result.p_value, name, not rmse) + "."
+    return SignificanceTest(key=key, title=title, available=True, estimate=result.estimate, ci_low=result.ci_low,
+                            ci_high=result.ci_high, p_value=result.p_value, details=details, summary=summary)
+
+
+def _pair_task(run_a: Run, run_b: Run) -> tuple[task.Task | None, str | None]:
+    """The runs' common task, or (None, why the prediction tests cannot pair them)."""
+    found = [task.infer_from_run(r.data.tags, r.data.metrics) for r in (run_a, run_b)]
+    if found[0] is not None and found[1] is not None and found[0] is not found[1]:
+        return None, (f"the runs solve different tasks ({found[0].name} and {found[1].name}): their predictions "
+                      "cannot be compared row by row")
+    return found[0] or found[1], None
+
+
+def _prediction_tests(ea: Evidence, eb: Evidence, kind: task.Task | None, mismatch: str | None, resamples: int,
+                      seed: int, metric: str) -> dict[str, SignificanceTest]:
+    keys = (kind or task.BINARY).prediction_tests
+    if mismatch:
+        return {key: _unavailable(key, key.replace("_", " "), mismatch) for key in keys}
+    built: dict[str, Callable[[], SignificanceTest]] = {
+        "mcnemar": lambda: mcnemar_test(ea, eb),
+        "bootstrap_auc": lambda: bootstrap_test(ea, eb, metric, resamples, seed),
+        "bootstrap_macro_f1": lambda: bootstrap_metric_test(ea, eb, "bootstrap_macro_f1", resamples, seed),
+        "bootstrap_rmse": lambda: bootstrap_metric_test(ea, eb, "bootstrap_rmse", resamples, seed),
+        "paired_squared_error": lambda: error_test(ea, eb, "squared"),
+        "paired_absolute_error": lambda: error_test(ea, eb, "absolute"),
+    }
+    return {key: built[key]() for key in keys}
+
+
 # ---------------------------------------------------------------- the verdict
 
-def _verdict(tests: dict[str, SignificanceTest], ea: Evidence, eb: Evidence, metric: str) -> tuple[str, bool | None]:
-    for key in ("bootstrap_auc", "nadeau_bengio", "mcnemar"):
+_WHAT: dict[str, tuple[str, bool]] = {  # the verdict's wording and direction of each prediction test
+    "bootstrap_auc": ("ROC-AUC", True), "bootstrap_macro_f1": ("macro F1", True), "bootstrap_rmse": ("RMSE", False),
+    "mcnemar": ("accuracy (McNemar's test)", True), "paired_squared_error": ("mean squared error", False),
+    "paired_absolute_error": ("mean absolute error", False),
+}
+
+
+def _verdict(tests: dict[str, SignificanceTest], ea: Evidence, eb: Evidence, metric: str, order: tuple[str, ...]
+             ) -> tuple[str, bool | None]:
+    """The first available test in `order` (the task's bootstrap, the fold test, then the others) speaks."""
+    for key in order:
         test = tests[key]
         if not test.available or test.estimate is None or test.p_value is None:
             continue
-        if key == "bootstrap_auc":
-            what, higher = "ROC-AUC", True
-        elif key == "nadeau_bengio":
-            what, higher = f"cross-validated {label(metric)}", infer_direction(metric) == "max"
+        if key == "nadeau_bengio":
+            what, higher = f"cross-validated {label(metric)}", task.higher_is_better(metric)
         else:
-            what, higher = "accuracy (McNemar's test)", True
+            what, higher = _WHAT[key]
         text = verdict_clause(ea.name, eb.name, test.estimate, test.ci_low, test.ci_high, test.p_value, what, higher)
         return text, test.p_value < sig.ALPHA
     return f"No test can compare '{ea.name}' and '{eb.name}': each test below says what is missing", None
 
 
-def compare_runs(client: MlflowClient, run_a: Run, run_b: Run, metric: str = "roc_auc", *, resamples: int = 2000,
-                 seed: int = 0) -> Significance:
-    """The three tests and the verdict for two already-fetched runs."""
+def compare_runs(client: MlflowClient, run_a: Run, run_b: Run, metric: str | None = None, *,
+                 resamples: int = 2000, seed: int = 0) -> Significance:
+    """The task's tests and the verdict for two already-fetched runs; `metric` (the fold test's) defaults
+    to the task's headline."""
+    kind, mismatch = _pair_task(run_a, run_b)
+    metric = metric or (kind or task.BINARY).headline
     name_a, name_b = _names(run_a, run_b)
     ea, eb = _evidence(client, run_a, name_a, metric), _evidence(client, run_b, name_b, metric)
-    tests = {"nadeau_bengio": fold_test(ea, eb, metric), "mcnemar": mcnemar_test(ea, eb),
-             "bootstrap_auc": bootstrap_test(ea, eb, metric, resamples, seed)}
-    verdict, significant = _verdict(tests, ea, eb, metric)
+    predictions = _prediction_tests(ea, eb, kind, mismatch, resamples, seed, metric)
+    tests = {"nadeau_bengio": fold_test(ea, eb, metric), **predictions}
+    bootstraps = [key for key in predictions if key.startswith("bootstrap")]
+    order = (*bootstraps, "nadeau_bengio", *(key for key in predictions if key not in bootstraps))
+    verdict, significant = _verdict(tests, ea, eb, metric, order)
     refs = [RunRef(run_id=r.info.run_id, name=r.info.run_name or r.info.run_id[:8]) for r in (run_a, run_b)]
-    return Significance(metric=metric, run_a=refs[0], run_b=refs[1], verdict=verdict, significant=significant,
-                        tests=list(tests.values()))
+    return Significance(metric=metric, task=kind.name if kind else None, run_a=refs[0], run_b=refs[1],
+                        verdict=verdict, significant=significant, tests=list(tests.values()))
 
 
 def _fetch_pair(client: MlflowClient, run_a: str, run_b: str) -> tuple[Run, Run]:
@@ -400,8 +512,8 @@ def _fetch_pair(client: MlflowClient, run_a: str, run_b: str) -> tuple[Run, Run]
     return _get_run(client, run_a, "a"), _get_run(client, run_b, "b")
 
 
-def compare_two(client: MlflowClient, run_a: str, run_b: str, metric: str = "roc_auc", *, resamples: int = 2000,
-                seed: int = 0) -> Significance:
+def compare_two(client: MlflowClient, run_a: str, run_b: str, metric: str | None = None, *,
+                resamples: int = 2000, seed: int = 0) -> Significance:
     """Is the difference between runs `run_a` and `run_b` real? Every estimate is A minus B."""
     a, b = _fetch_pair(client, run_a, run_b)
     return compare_runs(client, a, b, metric, resamples=resamples, seed=seed)
@@ -412,13 +524,13 @@ class SignificanceCache:
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
-        self._items: OrderedDict[tuple[str, str, str], Significance] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str | None], Significance] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def compare(self, client: MlflowClient, run_a: str, run_b: str, metric: str = "roc_auc") -> Significance:
+    def compare(self, client: MlflowClient, run_a: str, run_b: str, metric: str | None = None) -> Significance:
         """`compare_two`, cached unless either run is still running."""
         key = (run_a, run_b, metric)
         with self._lock:

@@ -484,14 +484,14 @@ class CompareView {
     const section = this.find("[data-significance]");
     const verdict = this.find("[data-significance-verdict]");
     const tests = this.find("[data-significance-tests]");
-    const metric = this.find("[data-significance-metric]").value || "roc_auc";
+    const metric = this.find("[data-significance-metric]").value;  // none chosen: the runs' task's headline
     const [a, b] = this.data.runs.map((run) => run.run_id);
     const generation = ++this.significanceGeneration;
     section.hidden = false;
     verdict.className = "verdict";
-    verdict.textContent = `Testing ${metric}…`;
+    verdict.textContent = `Testing ${metric || "the task's headline metric"}…`;
     tests.replaceChildren();
-    const query = new URLSearchParams({a, b, metric});
+    const query = new URLSearchParams(metric ? {a, b, metric} : {a, b});
     try {
       const result = await api(`/api/compare/significance?${query}`, {timeout: SIGNIFICANCE_TIMEOUT_MS});
       if (generation !== this.significanceGeneration) return;
