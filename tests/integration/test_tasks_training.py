@@ -220,6 +220,11 @@ def test_multiclass_model_answers_in_the_dataset_labels(wine) -> None:
                 assert list(model.classes_) == WINE_CLASSES
                 assert set(model.predict(rows)) <= set(WINE_CLASSES)
                 assert model.predict_proba(rows).shape == (3, 3)
+                if version.tags["model_type"] in ("xgboost", "lightgbm"):  # the library is a requirement
+                    from mlflow.artifacts import download_artifacts
+
+                    folder = Path(download_artifacts(artifact_uri=version.source, tracking_uri=store.uri))
+                    assert version.tags["model_type"] in (folder / "requirements.txt").read_text()
 
 
 def _regression_csv(tmp_path: Path) -> Path:

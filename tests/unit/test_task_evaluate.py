@@ -13,7 +13,7 @@ from sklearn.base import clone
 from mlscope import task as tasks
 from mlscope.errors import BadInput
 from mlscope.training import multiclass, regression
-from mlscope.training.experiments import SelectionRule, load_plan
+from mlscope.training.experiments import SelectionRule, default_experiments_path, load_plan
 from mlscope.training.fitting import FitJob
 from mlscope.training.portable import EncodedLabels
 
@@ -105,13 +105,7 @@ def test_shipped_plans_per_task() -> None:
         "LogisticRegression", "RandomForestClassifier", "SVC", "XGBClassifier", "LGBMClassifier"]
     assert multiclass_plan.selection.metric == "f1_macro"
     with pytest.raises(BadInput, match="experiment 'ridge': sklearn.linear_model.Ridge is a regressor"):
-        load_plan(regression_plan_path(), task=tasks.BINARY)
-
-
-def regression_plan_path():  # noqa: ANN201 - a test helper
-    from mlscope.training.experiments import default_experiments_path
-
-    return default_experiments_path(tasks.REGRESSION)
+        load_plan(default_experiments_path(tasks.REGRESSION), task=tasks.BINARY)
 
 
 def test_encoded_labels_answer_in_the_original_labels() -> None:
