@@ -162,18 +162,30 @@ def _instantiate(spec: ExperimentSpec, task: Task) -> BaseEstimator:
     return estimator
 
 
+def _tagged(check: Any, estimator: object) -> bool:
+    """scikit-learn's is_classifier / is_regressor; False for an estimator without scikit-learn's tags."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(check(estimator))
+    except Exception:  # noqa: BLE001 - a foreign estimator: judged by its methods alone
+        return False
+
+
 def _check_fits_task(estimator: object, spec: ExperimentSpec, task: Task, where: str) -> None:
-    """A classification task needs a classifier with predict_proba, regression a regressor."""
+    """A classification task needs a classifier with predict_proba, regression a regressor (or, without
+    scikit-learn's tags, an estimator with predict and without predict_proba)."""
+    regressor, classifier = _tagged(is_regressor, estimator), _tagged(is_classifier, estimator)
     if task.classification:
-        if is_regressor(estimator):
+        if regressor:
             raise BadInput(f"{where}: {spec.estimator} is a regressor; a {task.name} task needs a classifier "
                            "with predict_proba", field="estimator")
         if not (hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")):
             raise BadInput(f"{where}: {spec.estimator} is not a classifier with predict_proba "
                            "(for SVC set probability = true)", field="estimator")
         return
-    if is_classifier(estimator) or not (hasattr(estimator, "fit") and hasattr(estimator, "predict")) or (
-            not is_regressor(estimator) and hasattr(estimator, "predict_proba")):
+    if classifier or not (hasattr(estimator, "fit") and hasattr(estimator, "predict")) or (
+            not regressor and hasattr(estimator, "predict_proba")):
         raise BadInput(f"{where}: {spec.estimator} is not a regressor; a regression task needs one "
                        "(e.g. sklearn.ensemble.RandomForestRegressor)", field="estimator")
 
