@@ -112,8 +112,24 @@ class Task:
             warnings.simplefilter("ignore")  # an undefined metric on a degenerate fold is reported, not warned
             return self._score(np.asarray(y_true), np.asarray(outputs, dtype=float), list(classes))
 
+    @property
+    def higher_is_better_headline(self) -> bool:
+        return higher_is_better(self.headline)
+
     def direction(self, metric: str) -> Literal["max", "min"]:
         return "max" if higher_is_better(metric) else "min"
+
+    @property
+    def predict_method(self) -> Literal["predict_proba", "predict"]:
+        """The model method whose answer is this task's output (and the logged pyfunc's predict)."""
+        return "predict_proba" if self.classification else "predict"
+
+    def outputs(self, model: Any, X: Any) -> tuple[np.ndarray, tuple[Any, ...]]:
+        """The model's outputs for `X` as `score` takes them, and the classes they are in the order of
+        (the model's `classes_`; () for a regressor)."""
+        if not self.classification:
+            return np.asarray(model.predict(X), dtype=float).reshape(-1), ()
+        return np.asarray(model.predict_proba(X), dtype=float), tuple(model.classes_)
 
     def output_name(self, class_label: Any = None) -> str:
         """What an explanation or an answer of this task is about, in words."""
@@ -246,6 +262,8 @@ def infer_from_run(tags: Mapping[str, str], metrics: Mapping[str, float]) -> Tas
     stated = tags.get(TASK_TAG)
     if stated in TASKS:
         return TASKS[stated]
+    if stated == "binary_classification":  # the tag's value before mlscope knew other tasks
+        return BINARY
     names = [n.lower() for n in metrics]
     regression = any(h in n for n in names for h in _REGRESSION_HINTS)
     classification = any(h in n for n in names for h in _CLASSIFICATION_HINTS)

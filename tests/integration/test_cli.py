@@ -30,8 +30,8 @@ def _one_line_error(result: object, needle: str) -> None:
     ("files", "args", "needle"),
     [
         ({"bad.csv": "a,b\n1,2\n"}, ["--data", "{tmp}/bad.csv", "--target", "y"], "target column 'y' not in"),
-        ({"bad.csv": "a,y\n" + "\n".join(f"{i},{i % 3}" for i in range(30))}, ["--data", "{tmp}/bad.csv", "--target", "y"],
-         "exactly 2 classes"),
+        ({"bad.csv": "a,y\n" + "\n".join(f"{i},{i % 3}" for i in range(30))},
+         ["--data", "{tmp}/bad.csv", "--target", "y", "--task", "binary"], "has 3 classes, which is not a binary task"),
         ({}, ["--data", "{tmp}/missing.csv", "--target", "y"], "data file not found"),
         ({"x.csv": "a,y\n1,0\n"}, ["--data", "{tmp}/x.csv"], "--target is required"),
         ({"e.toml": '[[experiment]]\nname = "x"\nestimator = "sklearn.ensemble.Nope"\n'},

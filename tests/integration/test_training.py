@@ -94,7 +94,7 @@ def test_tags_and_dataset_input(runs) -> None:
     run = by_name["svm"]
     tags = run.data.tags
     assert tags["mlscope.dataset"] == "titanic"
-    assert tags["mlscope.task"] == "binary_classification"
+    assert tags["mlscope.task"] == "binary"
     assert tags["mlscope.version"]
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.name == "titanic"

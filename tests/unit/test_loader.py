@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlscope.data.loader import load_csv, load_kaggle, load_titanic, titanic_path
+from mlscope import task as tasks
+from mlscope.data.loader import load_csv, load_demo, load_diabetes, load_kaggle, load_titanic, load_wine, titanic_path
 from mlscope.errors import BadInput
 
 
@@ -51,7 +52,6 @@ def test_any_csv_infers_numeric_and_categorical_features(tmp_path: Path) -> None
     ("content", "target", "message"),
     [
         ("a,b\n1,0\n2,1\n", "missing", "target column 'missing' not in"),
-        ("a,b\n" + "\n".join(f"{i},{i % 3}" for i in range(30)), "b", "exactly 2 classes"),
         ("a,b\n" + "\n".join(f"{i},{int(i == 0)}" for i in range(30)), "b", "at least 5 rows of each class"),
         ("", "b", "cannot read"),
         ('a,b\n1,"unterminated\n', "b", ""),
@@ -112,3 +112,60 @@ def test_numeric_target_keeps_its_meaning(tmp_path: Path) -> None:
     frame.to_csv(path, index=False)
     data = load_csv(path, "y")
     assert data.frame["y"].tolist() == [0, 1] * 10
+
+
+def test_the_task_is_inferred_from_the_target(tmp_path: Path) -> None:
+    rows = ["x,colour,price,grade,label"]
+    rows += [f"{i},{['red', 'blue'][i % 2]},{i * 1.37 + 0.5},{i % 3},{['cat', 'dog', 'fox'][i % 3]}" for i in range(30)]
+    path = _write(tmp_path, "\n".join(rows))
+    price = load_csv(path, "price")
+    assert price.task is tasks.REGRESSION and price.classes == () and price.frame["price"].dtype == "float64"
+    grade = load_csv(path, "grade")  # whole numbers, few values: classes
+    assert grade.task is tasks.MULTICLASS and grade.classes == (0, 1, 2)
+    label = load_csv(path, "label")  # text classes are kept as they are
+    assert label.task is tasks.MULTICLASS and label.classes == ("cat", "dog", "fox")
+    assert label.frame["label"].tolist()[:3] == ["cat", "dog", "fox"]
+    assert load_csv(path, "grade", task="regression").task is tasks.REGRESSION  # stated wins when it fits
+    assert load_titanic().task is tasks.BINARY and load_titanic().classes == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("target", "task", "message"),
+    [
+        ("label", "regression", "target column 'label' is not numeric"),
+        ("grade", "binary", "has 3 classes, which is not a binary task (use --task multiclass)"),
+        ("colour", "multiclass", "has 2 classes, which is not a multiclass task"),
+        ("x", "nonsense", "unknown task 'nonsense'"),
+    ],
+)
+def test_a_stated_task_that_does_not_fit_is_one_line(tmp_path: Path, target: str, task: str, message: str) -> None:
+    rows = ["x,colour,grade,label"] + [f"{i},{['red', 'blue'][i % 2]},{i % 3},{['cat', 'dog', 'fox'][i % 3]}"
+                                        for i in range(30)]
+    with pytest.raises(BadInput) as info:
+        load_csv(_write(tmp_path, "\n".join(rows)), target, task=task)
+    assert message in info.value.message and "\n" not in info.value.message
+
+
+def test_too_few_rows_for_the_task(tmp_path: Path) -> None:
+    few_classes = ["x,y"] + [f"{i},{'abc'[i % 3] if i < 27 else 'd'}" for i in range(30)]
+    with pytest.raises(BadInput, match="at least 5 rows of each class, has 3"):
+        load_csv(_write(tmp_path, "\n".join(few_classes)), "y")
+    few_rows = ["x,y"] + [f"{i},{i * 0.5 + 0.25}" for i in range(12)]
+    with pytest.raises(BadInput, match="at least 20 rows for regression, has 12"):
+        load_csv(_write(tmp_path, "\n".join(few_rows), "r.csv"), "y")
+
+
+def test_shipped_demos_come_from_the_scikit_learn_wheel() -> None:
+    diabetes, wine = load_diabetes(), load_wine()
+    assert diabetes.task is tasks.REGRESSION and diabetes.target == "progression" and len(diabetes.frame) == 442
+    assert diabetes.features == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    assert diabetes.slices == ["sex"] and diabetes.frame["age"].min() >= 19  # unscaled values
+    assert Path(diabetes.source).is_file() and len(diabetes.digest) == 16
+    assert wine.task is tasks.MULTICLASS and wine.target == "cultivar" and len(wine.frame) == 178
+    assert wine.classes == ("class_0", "class_1", "class_2")
+    assert wine.frame["cultivar"].value_counts().to_dict() == {"class_1": 71, "class_0": 59, "class_2": 48}
+    assert load_demo("wine").digest == wine.digest
+    with pytest.raises(BadInput, match="unknown dataset 'iris'"):
+        load_demo("iris")
+    provenance = titanic_path().with_name("PROVENANCE.md").read_text()
+    assert "load_diabetes" in provenance and "load_wine" in provenance

@@ -18,12 +18,12 @@ from mlscope.errors import BadInput
 # and `train` starts its worker processes before the main process spends seconds importing MLflow.
 if TYPE_CHECKING:
     from mlscope.data.loader import Dataset
+    from mlscope.task import Task
     from mlscope.training.experiments import ExperimentSpec
     from mlscope.training.runner import TrainReport
     from mlscope.training.track import RunResult
 
 STEPS = ("fit + cross-validate", "evaluate", "log model", "register")
-HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 
 class _Bars:
@@ -60,53 +60,74 @@ class _Bars:
 
 
 def load_dataset(data: Path | None, target: str | None, kaggle: str | None, id_column: str | None,
-                 features: list[str] | None, slices: list[str] | None) -> Dataset:
-    """The dataset the options name: a CSV, a Kaggle dataset, or the shipped Titanic set."""
-    from mlscope.data.loader import load_csv, load_kaggle, load_titanic
+                 features: list[str] | None, slices: list[str] | None, task: str | None = None,
+                 dataset: str | None = None) -> Dataset:
+    """The dataset the options name: a CSV, a Kaggle dataset, a shipped demo (Titanic by default)."""
+    from mlscope.data.loader import load_csv, load_demo, load_kaggle
 
-    if data and kaggle:
-        raise BadInput("give either --data or --kaggle, not both", field="data")
+    if sum(bool(source) for source in (data, kaggle, dataset)) > 1:
+        raise BadInput("give one of --data, --kaggle or --dataset", field="data")
     if (data or kaggle) and not target:
         raise BadInput("--target is required with --data or --kaggle", field="target")
     if data:
-        return load_csv(data, target, id_column=id_column, features=features, slices=slices)
+        return load_csv(data, target, id_column=id_column, features=features, slices=slices, task=task)
     if kaggle:
-        return load_kaggle(kaggle, target, id_column=id_column, features=features, slices=slices)
+        return load_kaggle(kaggle, target, id_column=id_column, features=features, slices=slices, task=task)
     if target or features or id_column or slices:
         raise BadInput("--target/--features/--id-column/--slice need --data or --kaggle", field="data")
-    return load_titanic()
+    if task:
+        raise BadInput("--task needs --data or --kaggle (a shipped dataset knows its task)", field="task")
+    return load_demo(dataset or "titanic")
+
+
+DEMO_MODEL_NAMES = {"titanic": "titanic-survival", "diabetes": "diabetes-progression", "wine": "wine-cultivar"}
+
+
+def demo_settings(settings: Settings, dataset: str) -> Settings:
+    """A shipped dataset trains into its own experiment and registered model, unless names were given."""
+    updates = {"experiment_name": dataset, "model_name": DEMO_MODEL_NAMES.get(dataset, dataset)}
+    return settings.model_copy(update={k: v for k, v in updates.items() if k not in settings.model_fields_set})
 
 
 SHORT = {"accuracy": "acc", "precision": "prec", "recall": "rec", "f1": "f1", "roc_auc": "auc",
-         "log_loss": "logloss"}
+         "log_loss": "logloss", "balanced_accuracy": "bal acc", "f1_macro": "f1 macro", "f1_weighted": "f1 wtd",
+         "rmse": "rmse", "mae": "mae", "r2": "r²", "mape": "mape", "max_error": "max err"}
+TITLES = {"binary": "Binary classification", "multiclass": "Multiclass classification", "regression": "Regression"}
 
 
-def summary_table(report: TrainReport, aliases: dict[str, list[str]]) -> Table:
-    table = Table(title=f"Experiment '{report.experiment_name}' → model '{report.model_name}' (test split)",
-                  title_justify="left", header_style="bold")
+def summary_columns(task: Task) -> tuple[str, ...]:
+    """The task's test metrics for the summary table, its headline first."""
+    return (task.headline, *(name for name in task.metric_names if name != task.headline))
+
+
+def summary_table(report: TrainReport, aliases: dict[str, list[str]], task: Task) -> Table:
+    title = (f"{TITLES[task.name]}: experiment '{report.experiment_name}' → model '{report.model_name}' "
+             "(test split)")
+    table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("")
     table.add_column("run")
     table.add_column("type")
-    for name in HEADLINE:
-        table.add_column(SHORT[name], justify="right")
-    table.add_column("cv auc", justify="right")
+    columns = summary_columns(task)
+    for name in columns:
+        table.add_column(SHORT.get(name, name), justify="right")
+    table.add_column(f"cv {SHORT.get(task.headline, task.headline)}", justify="right")
     table.add_column("version")
     table.add_column("time", justify="right")
     for result in report.results:
         best = report.best is not None and result is report.best
-        cells = [f"{result.metrics[m]:.3f}" if m in result.metrics else "—" for m in HEADLINE]
+        cells = [f"{result.metrics[m]:.3f}" if m in result.metrics else "—" for m in columns]
         name = f"[bold]{result.spec.name}[/]" if best else result.spec.name
         if result.status != "FINISHED":
             name = f"{result.spec.name} [red]{result.status}[/]"
         version = result.version or "—"
         badges = " ".join(f"@{a}" for a in sorted(aliases.get(result.version or "", [])))
-        table.add_row("★" if best else "", name, result.spec.model_type, *cells, _cv(result),
+        table.add_row("★" if best else "", name, result.spec.model_type, *cells, _cv(result, task.headline),
                       f"v{version} {badges}".strip() if result.version else version, f"{result.seconds:.1f}s")
     return table
 
 
-def _cv(result: RunResult) -> str:
-    mean, std = result.metrics.get("cv_roc_auc_mean"), result.metrics.get("cv_roc_auc_std")
+def _cv(result: RunResult, metric: str) -> str:
+    mean, std = result.metrics.get(f"cv_{metric}_mean"), result.metrics.get(f"cv_{metric}_std")
     return f"{mean:.3f} ± {std:.3f}" if mean is not None and std is not None else "—"
 
 
@@ -116,7 +137,7 @@ def run_training(settings: Settings, dataset: Dataset, experiments: Path | None,
     from mlscope.training.experiments import load_plan
     from mlscope.training.prepare import prepare
 
-    plan = load_plan(experiments or settings.experiments_file)
+    plan = load_plan(experiments or settings.experiments_file, dataset.task)
     specs = plan.select(enable=enable, only=only)
     if not specs:
         raise BadInput("no experiment selected (all are disabled?)", field="experiments")
@@ -126,8 +147,10 @@ def run_training(settings: Settings, dataset: Dataset, experiments: Path | None,
     from mlscope.training import runner
 
     quiet_mlflow()
+    classes = f", {len(dataset.classes)} classes" if dataset.task.classification else ""
     console.print(f"Training {len(specs)} experiment(s) on [bold]{dataset.name}[/] "
-                  f"({len(dataset.frame)} rows) into {settings.tracking_uri}")
+                  f"({len(dataset.frame)} rows, {dataset.task.name}{classes}) into {settings.tracking_uri}",
+                  highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         report = runner.train(settings, prepared, plan.selection, promote=promote,
@@ -139,13 +162,18 @@ def run_training(settings: Settings, dataset: Dataset, experiments: Path | None,
     if any(r.version for r in report.results):
         for alias, version in registry.aliases(make_client(settings), settings.model_name).items():
             by_version.setdefault(version, []).append(alias)
-    console.print(summary_table(report, by_version))
+    console.print(summary_table(report, by_version, dataset.task))
+    if report.selection_note:
+        console.print(f"[bold]Selection:[/] {report.selection_note}", highlight=False)
     if report.best is not None:
         console.print(f"[bold]Best:[/] {report.best.spec.name} (version {report.best_version}) by "
-                      f"{plan.selection.metric} = {report.best_value:.4f}")
+                      f"{report.selection.metric} = {report.best_value:.4f}")
     elif report.best_version:
         console.print(f"[bold]Best:[/] version {report.best_version} (an earlier run) by "
-                      f"{plan.selection.metric} = {report.best_value:.4f}")
+                      f"{report.selection.metric} = {report.best_value:.4f}")
+    skipped = {r.explain_skipped for r in report.results if r.explain_skipped}
+    for reason in sorted(skipped):
+        console.print(f"[bold]Explanations skipped:[/] {reason}", highlight=False)
     for event in report.alias_events:
         moved = f" (was v{event.previous_version})" if event.previous_version else ""
         console.print(f"Alias [bold]{event.alias}[/] → version {event.version}{moved}")
@@ -160,8 +188,11 @@ def run_training(settings: Settings, dataset: Dataset, experiments: Path | None,
 
 def train(
     ctx: typer.Context,
-    data: Annotated[Path | None, typer.Option(help="CSV file for binary classification.")] = None,
+    data: Annotated[Path | None, typer.Option(help="CSV file (binary, multiclass or regression target).")] = None,
     target: Annotated[str | None, typer.Option(help="Target column of --data/--kaggle.")] = None,
+    task: Annotated[str | None, typer.Option(
+        help="binary, multiclass or regression (inferred from the target when not given).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="A shipped dataset: titanic (default), diabetes, wine.")] = None,
     kaggle: Annotated[str | None, typer.Option(help="Kaggle dataset OWNER/DATASET (needs credentials).")] = None,
     id_column: Annotated[str | None, typer.Option(help="Row id column of --data.")] = None,
     features: Annotated[list[str] | None, typer.Option("--feature", help="Feature column (repeatable).")] = None,
@@ -178,11 +209,13 @@ def train(
     settings = settings_of(ctx)
     updates = {k: v for k, v in {"experiment_name": experiment_name, "model_name": model_name}.items() if v}
     settings = settings.model_copy(update=updates)
+    if dataset:
+        settings = demo_settings(settings, dataset)
     from mlscope.training import workers
 
     workers.warm_up()
     with user_errors():
-        dataset = load_dataset(data, target, kaggle, id_column, features, slices)
-        report = run_training(settings, dataset, experiments, enable, only, promote, explain)
+        loaded = load_dataset(data, target, kaggle, id_column, features, slices, task, dataset)
+        report = run_training(settings, loaded, experiments, enable, only, promote, explain)
     if report.failed:
         raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""Load a binary-classification dataset: the shipped Titanic set, any CSV, or a Kaggle dataset."""
+"""Load a dataset and its task: the shipped demos (Titanic, diabetes, wine), any CSV, or a Kaggle dataset."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from mlscope import task as tasks
 from mlscope.errors import BadInput
+from mlscope.task import Task
 
 TITANIC_FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]
 MAX_CATEGORIES = 30
+MIN_CLASS_ROWS = 5  # each class needs rows in the test split and in every cross-validation fold
+MIN_REGRESSION_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class Dataset:
     slices: list[str] = field(default_factory=list)
     positive_label: str = "1"
     label_names: tuple[str, str] = ("0", "1")
+    task: Task = tasks.BINARY
+    classes: tuple[Any, ...] = (0, 1)  # the class labels in sorted order; () for regression
 
     @property
     def X(self) -> pd.DataFrame:  # noqa: N802 - the ML convention
@@ -76,6 +83,77 @@ def load_titanic() -> Dataset:
     )
 
 
+def _sklearn_data(*names: str) -> list[Path]:
+    return [Path(str(resources.files("sklearn.datasets.data").joinpath(name))) for name in names]
+
+
+def _digest_of(paths: list[Path]) -> str:
+    combined = hashlib.sha256()
+    for path in paths:
+        combined.update(path.read_bytes())
+    return combined.hexdigest()[:16]
+
+
+def load_diabetes() -> Dataset:
+    """The regression demo: scikit-learn's diabetes data (442 patients, 10 baseline measurements, a
+    measure of disease progression one year later), unscaled, read from the scikit-learn wheel."""
+    from sklearn import datasets
+
+    frame = datasets.load_diabetes(as_frame=True, scaled=False).frame.rename(columns={"target": "progression"})
+    paths = _sklearn_data("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz")
+    features = [c for c in frame.columns if c != "progression"]
+    return Dataset(
+        name="diabetes",
+        source=str(paths[0]),
+        frame=frame,
+        target="progression",
+        features=features,
+        numeric=features,
+        categorical=[],
+        id_column=None,
+        digest=_digest_of(paths),
+        slices=["sex"],
+        task=tasks.REGRESSION,
+        classes=(),
+    )
+
+
+def load_wine() -> Dataset:
+    """The multiclass demo: scikit-learn's wine data (178 wines, 13 chemical measurements, three
+    cultivars labelled class_0, class_1, class_2), read from the scikit-learn wheel."""
+    from sklearn import datasets
+
+    bunch = datasets.load_wine(as_frame=True)
+    frame = bunch.frame.rename(columns={"target": "cultivar"})
+    frame["cultivar"] = [str(bunch.target_names[code]) for code in frame["cultivar"]]
+    paths = _sklearn_data("wine_data.csv")
+    features = [c for c in frame.columns if c != "cultivar"]
+    return Dataset(
+        name="wine",
+        source=str(paths[0]),
+        frame=frame,
+        target="cultivar",
+        features=features,
+        numeric=features,
+        categorical=[],
+        id_column=None,
+        digest=_digest_of(paths),
+        task=tasks.MULTICLASS,
+        classes=tuple(str(name) for name in bunch.target_names),
+    )
+
+
+DEMOS = {"titanic": load_titanic, "diabetes": load_diabetes, "wine": load_wine}
+
+
+def load_demo(name: str) -> Dataset:
+    """A shipped demo dataset by name (titanic, diabetes, wine)."""
+    try:
+        return DEMOS[name]()
+    except KeyError:
+        raise BadInput(f"unknown dataset '{name}'; choose one of {', '.join(DEMOS)}", field="dataset") from None
+
+
 def read_csv(path: Path) -> pd.DataFrame:
     """A CSV file as a frame; one-line `BadInput` for a missing, empty or malformed file."""
     if not path.is_file():
@@ -90,24 +168,39 @@ def read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _binary_target(frame: pd.DataFrame, target: str, path: Path) -> pd.DataFrame:
+def _target(frame: pd.DataFrame, target: str, path: Path, stated: str | None) -> tuple[pd.DataFrame, Task]:
+    """Rows with a target value, the target typed for its task, and the task (inferred or `stated`).
+    A binary target becomes 0/1 (the second of the two values in text order is 1); classes of a
+    multiclass target are kept as they are; a regression target becomes float64."""
     if target not in frame.columns:
         cols = ", ".join(map(str, frame.columns[:12]))
         raise BadInput(f"target column '{target}' not in {path.name} (columns: {cols})", field="target")
-    values = frame[target].dropna().unique()
-    if len(values) != 2:
-        raise BadInput(
-            f"target column '{target}' must have exactly 2 classes for binary classification, "
-            f"found {len(values)}",
-            field="target",
-        )
     frame = frame.dropna(subset=[target]).reset_index(drop=True)
-    if set(values) != {0, 1}:
-        ordered = sorted(values, key=str)
-        frame[target] = (frame[target] == ordered[1]).astype("int64")
-    else:
-        frame[target] = frame[target].astype("int64")
-    return frame
+    task = tasks.infer_from_target(frame[target], stated)
+    if task is tasks.BINARY:
+        values = frame[target].unique()
+        if set(values) != {0, 1}:
+            ordered = sorted(values, key=str)
+            frame[target] = (frame[target] == ordered[1]).astype("int64")
+        else:
+            frame[target] = frame[target].astype("int64")
+    elif not task.classification:
+        frame[target] = frame[target].astype("float64")
+    return frame, task
+
+
+def _check_size(frame: pd.DataFrame, target: str, task: Task) -> tuple[Any, ...]:
+    """The sorted class labels (() for regression); BadInput when there are too few rows to split."""
+    if not task.classification:
+        if len(frame) < MIN_REGRESSION_ROWS:
+            raise BadInput(f"target column '{target}' needs at least {MIN_REGRESSION_ROWS} rows for regression, "
+                           f"has {len(frame)}", field="target")
+        return ()
+    counts = frame[target].value_counts()
+    if counts.min() < MIN_CLASS_ROWS:
+        raise BadInput(f"target column '{target}' needs at least {MIN_CLASS_ROWS} rows of each class, has "
+                       f"{counts.min()}", field="target")
+    return tuple(sorted(counts.index.tolist()))
 
 
 def _infer_features(
@@ -146,22 +239,19 @@ def load_csv(
     features: list[str] | None = None,
     slices: list[str] | None = None,
     name: str | None = None,
+    task: str | None = None,
 ) -> Dataset:
-    """Any CSV with a binary target column; features inferred unless given."""
+    """Any CSV and its target column; the task is inferred from the target unless `task` names it,
+    features are inferred unless given."""
     frame = read_csv(path)
-    frame = _binary_target(frame, target, path)
+    frame, found = _target(frame, target, path, task)
     if id_column is not None and id_column not in frame.columns:
         raise BadInput(f"id column '{id_column}' not in data", field="id_column")
     kept, numeric, categorical = _infer_features(frame, target, id_column, features)
     bad_slices = [s for s in slices or [] if s not in frame.columns]
     if bad_slices:
         raise BadInput(f"slice column(s) not in data: {', '.join(bad_slices)}", field="slices")
-    counts = frame[target].value_counts()
-    if counts.min() < 5:
-        raise BadInput(
-            f"target column '{target}' needs at least 5 rows of each class, has {counts.min()}",
-            field="target",
-        )
+    classes = _check_size(frame, target, found)
     for column in numeric:
         frame[column] = frame[column].astype("float64") if frame[column].dtype == bool else frame[column]
     return Dataset(
@@ -175,6 +265,8 @@ def load_csv(
         id_column=id_column,
         digest=_digest(path),
         slices=list(slices or []),
+        task=found,
+        classes=classes,
     )
 
 

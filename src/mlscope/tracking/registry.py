@@ -16,6 +16,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mlscope import task as tasks
 from mlscope.errors import BadInput, NotFound
 from mlscope.tracking.client import needs_tracking_server, tracking_failure
 from mlscope.tracking.version_links import linked_run_id, logged_model_id
@@ -73,7 +74,10 @@ def register_version(client: MlflowClient, name: str, model_uri: str, run_id: st
     return version
 
 
-HEADLINE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "cv_roc_auc_mean")
+# every task's test metrics and cross-validated headline (a run has only its own task's)
+HEADLINE_METRICS = tuple(dict.fromkeys(
+    [name for task in tasks.TASKS.values() for name in task.metric_names]
+    + [f"cv_{task.headline}_mean" for task in tasks.TASKS.values()]))
 
 
 def version_tags(model_type: str, run_name: str, metrics: dict[str, float]) -> dict[str, str]:
@@ -147,7 +151,9 @@ def best_version(client: MlflowClient, name: str, rule: SelectionRule) -> tuple[
             continue
         tie = _metric(client, version, rule.tie_breaker) if rule.tie_breaker else None
         primary = -value if rule.higher_is_better else value
-        scored.append(((primary, -(tie if tie is not None else -math.inf), int(version.version)), version, value))
+        tie_key = math.inf if tie is None else (-tie if not rule.tie_breaker or tasks.higher_is_better(rule.tie_breaker)
+                                                else tie)
+        scored.append(((primary, tie_key, int(version.version)), version, value))
     if not scored:
         return None
     scored.sort(key=lambda item: item[0])

@@ -15,6 +15,8 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score, roc_curve  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
+from mlscope import task as tasks  # noqa: E402
+from mlscope.task import Task  # noqa: E402
 from mlscope.training.features import aggregate_by_raw_feature, output_groups  # noqa: E402
 
 SLICE_METRICS = ("accuracy", "precision", "recall", "f1", "selection_rate")
@@ -88,9 +90,38 @@ def fairness(
     return report, flat
 
 
+def sliced(sensitive: pd.DataFrame, metrics_of: Any, names: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Per group of each sensitive column, `metrics_of(mask)` (a dict holding `names`), and per metric the
+    largest between-group difference (`<column>_<metric>_difference`). Returns (report, flat metrics)."""
+    report: dict[str, Any] = {}
+    flat: dict[str, float] = {}
+    for column in sensitive.columns:
+        groups = sensitive[column].astype(object).where(sensitive[column].notna(), "missing").astype(str).to_numpy()
+        rows = {}
+        for group in sorted(np.unique(groups)):
+            mask = groups == group
+            row: dict[str, float | int] = {**metrics_of(mask), "count": int(mask.sum())}
+            rows[str(group)] = row
+            for name in names:
+                flat[f"{_slug(column)}_{_slug(group)}_{name}"] = float(row[name])
+        entry: dict[str, Any] = {"groups": rows}
+        for name in names:
+            values = [float(row[name]) for row in rows.values()]
+            difference = float(np.nanmax(values) - np.nanmin(values)) if not np.all(np.isnan(values)) else float("nan")
+            entry[f"{name}_difference"] = difference
+            flat[f"{_slug(column)}_{name}_difference"] = difference
+        report[column] = entry
+    return report, flat
+
+
+def _headline(task: Task, y_true: np.ndarray, outputs: np.ndarray, classes: tuple[Any, ...]) -> float:
+    return task.score(y_true, outputs, classes)[task.headline]
+
+
 def permutation_importance_raw(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, seed: int,
-                               n_repeats: int = 5) -> dict[str, float]:
-    """Mean ROC-AUC drop when one raw feature is shuffled.
+                               n_repeats: int = 5, task: Task = tasks.BINARY) -> dict[str, float]:
+    """Mean loss of the task's headline metric (ROC-AUC drop, RMSE increase ...) when one raw feature is
+    shuffled.
 
     The preprocessing is per raw feature and row-wise, so shuffling a raw column equals shuffling
     its output columns together: the data is transformed once and only the estimator re-runs."""
@@ -98,8 +129,9 @@ def permutation_importance_raw(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series
     matrix = np.asarray(preprocess.transform(X), dtype=float)
     groups = np.array(output_groups(pipeline))
     y_true = np.asarray(y)
-    positive = list(model.classes_).index(1)
-    baseline = roc_auc_score(y_true, model.predict_proba(matrix)[:, positive])
+    outputs, classes = task.outputs(model, matrix)
+    sign = 1.0 if task.higher_is_better_headline else -1.0
+    baseline = _headline(task, y_true, outputs, classes)
     rng = np.random.default_rng(seed)
     batches, owners = [], []
     for name in X.columns:
@@ -109,26 +141,27 @@ def permutation_importance_raw(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series
             shuffled[:, columns] = matrix[rng.permutation(len(matrix))][:, columns]
             batches.append(shuffled)
             owners.append(name)
-    proba = model.predict_proba(np.vstack(batches))[:, positive].reshape(len(batches), len(matrix))
+    permuted, _ = task.outputs(model, np.vstack(batches))
+    permuted = permuted.reshape(len(batches), len(matrix), *permuted.shape[1:])
     drops: dict[str, list[float]] = {}
-    for owner, row in zip(owners, proba, strict=True):
-        drops.setdefault(owner, []).append(baseline - roc_auc_score(y_true, row))
+    for owner, row in zip(owners, permuted, strict=True):
+        drops.setdefault(owner, []).append(sign * (baseline - _headline(task, y_true, row, classes)))
     return {name: float(np.mean(values)) for name, values in drops.items()}
 
 
 def importance(
-    pipeline: Pipeline, X_test: pd.DataFrame, y_test: pd.Series, seed: int
+    pipeline: Pipeline, X_test: pd.DataFrame, y_test: pd.Series, seed: int, task: Task = tasks.BINARY
 ) -> tuple[str, dict[str, float]]:
-    """Importance per raw feature: impurity for trees, |coefficient| for linear models, else
-    permutation importance (ROC-AUC drop) on the test split."""
+    """Importance per raw feature: impurity for trees, |coefficient| for linear models with one output,
+    else permutation importance (loss of the task's headline metric) on the test split."""
     model = pipeline.named_steps["model"]
     groups = output_groups(pipeline)
     if hasattr(model, "feature_importances_"):
         return "impurity", aggregate_by_raw_feature(np.asarray(model.feature_importances_), groups)
     coef = getattr(model, "coef_", None)
-    if coef is not None and np.ndim(coef) == 2 and np.shape(coef)[0] == 1:
-        return "abs_coefficient", aggregate_by_raw_feature(np.abs(np.asarray(coef)[0]), groups)
-    return "permutation", permutation_importance_raw(pipeline, X_test, y_test, seed)
+    if coef is not None and (np.ndim(coef) == 1 or (np.ndim(coef) == 2 and np.shape(coef)[0] == 1)):
+        return "abs_coefficient", aggregate_by_raw_feature(np.abs(np.asarray(coef).reshape(-1)), groups)
+    return "permutation", permutation_importance_raw(pipeline, X_test, y_test, seed, task=task)
 
 
 def roc_points(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
@@ -182,12 +215,14 @@ def plot_roc(points: dict[str, Any], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_importance(values: dict[str, float], kind: str, title: str, path: Path) -> None:
+def plot_importance(values: dict[str, float], kind: str, title: str, path: Path, task: Task = tasks.BINARY) -> None:
     names = sorted(values, key=values.get)
     fig, ax = plt.subplots(figsize=(4.8, 0.35 * len(names) + 1.2), dpi=100)
     ax.barh(names, [values[n] for n in names], color="#3b6ea8")
+    label = next(m.label for m in task.metrics if m.name == task.headline)
+    permuted = f"{label} {'drop' if task.higher_is_better_headline else 'increase'} when permuted"
     ax.set_xlabel({"impurity": "Mean decrease in impurity", "abs_coefficient": "|coefficient| (scaled inputs)",
-                   "permutation": "ROC-AUC drop when permuted"}.get(kind, kind))
+                   "permutation": permuted}.get(kind, kind))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)

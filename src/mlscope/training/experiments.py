@@ -13,9 +13,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sklearn.base import ClassifierMixin, clone
+from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
 
+from mlscope import task as tasks
 from mlscope.errors import BadInput
+from mlscope.task import Task
 
 # PRODUCT.md fixes these seed parameters; scikit-learn 1.8/1.9 deprecate them. Only these two
 # warnings are silenced: any other deprecation reaches the user.
@@ -45,9 +47,9 @@ class ExperimentSpec:
     params: dict[str, Any]
     enabled: bool = True
 
-    def build(self) -> ClassifierMixin:
-        """A fresh, unfitted estimator."""
-        return _instantiate(self)
+    def build(self, task: Task = tasks.BINARY) -> BaseEstimator:
+        """A fresh, unfitted estimator; BadInput when it cannot learn `task`."""
+        return _instantiate(self, task)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,20 @@ class SelectionRule:
     @property
     def higher_is_better(self) -> bool:
         return self.direction == "max"
+
+    def for_task(self, task: Task) -> tuple[SelectionRule, str | None]:
+        """This rule if `task` logs its metric (test or cv_<m>_mean), else the task's headline rule, with
+        a sentence saying so. A tie breaker the task does not log becomes the task's own."""
+        def logged(metric: str) -> bool:
+            name = metric[3:-5] if metric.startswith("cv_") and metric.endswith("_mean") else metric
+            return name in task.metric_names
+        if not logged(self.metric):
+            rule = SelectionRule(task.headline, task.direction(task.headline), task.tie_breaker)
+            return rule, (f"{self.metric} is not a {task.name} metric: the best version is chosen by "
+                          f"{rule.metric} ({'higher' if rule.higher_is_better else 'lower'} is better) instead")
+        if self.tie_breaker and not logged(self.tie_breaker):
+            return SelectionRule(self.metric, self.direction, task.tie_breaker), None
+        return self, None
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,7 @@ class ExperimentPlan:
     selection: SelectionRule = field(default_factory=SelectionRule)
     split: SplitSpec = field(default_factory=SplitSpec)
     explain: ExplainSpec = field(default_factory=ExplainSpec)
+    task: Task = tasks.BINARY
 
     def select(self, enable: list[str] | None = None, only: list[str] | None = None) -> list[ExperimentSpec]:
         """The experiments to run: enabled ones plus `enable`, or exactly `only`."""
@@ -102,9 +119,13 @@ class ExperimentPlan:
         return [spec for spec in self.experiments if spec.enabled or spec.name in (enable or [])]
 
 
-def default_experiments_path() -> Path:
-    """The TOML file shipped with mlscope (the four seed experiments + an optional fifth)."""
-    return Path(str(resources.files("mlscope.training").joinpath("experiments.toml")))
+PLAN_FILES = {"binary": "experiments.toml", "regression": "experiments_regression.toml",
+              "multiclass": "experiments_multiclass.toml"}
+
+
+def default_experiments_path(task: Task = tasks.BINARY) -> Path:
+    """The TOML file shipped with mlscope for `task` (binary: the four seed experiments + an optional fifth)."""
+    return Path(str(resources.files("mlscope.training").joinpath(PLAN_FILES[task.name])))
 
 
 def _import_class(path: str, where: str) -> type:
@@ -123,7 +144,7 @@ def _import_class(path: str, where: str) -> type:
     return cls
 
 
-def _instantiate(spec: ExperimentSpec) -> ClassifierMixin:
+def _instantiate(spec: ExperimentSpec, task: Task) -> BaseEstimator:
     where = f"experiment '{spec.name}'"
     cls = _import_class(spec.estimator, where)
     params = {key: (None if value == _NONE else value) for key, value in spec.params.items()}
@@ -132,15 +153,41 @@ def _instantiate(spec: ExperimentSpec) -> ClassifierMixin:
             estimator = cls(**params)
     except TypeError as exc:
         raise BadInput(f"{where}: bad parameters for {cls.__name__}: {exc}", field="params") from None
-    if not (hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")):
-        raise BadInput(f"{where}: {spec.estimator} is not a classifier with predict_proba "
-                       "(for SVC set probability = true)", field="estimator")
+    _check_fits_task(estimator, spec, task, where)
     try:
         clone(estimator)
     except Exception as exc:  # noqa: BLE001 - sklearn raises several types for non-estimators
         raise BadInput(f"{where}: {spec.estimator} is not a scikit-learn estimator: {exc}",
                        field="estimator") from None
     return estimator
+
+
+def _tagged(check: Any, estimator: object) -> bool:
+    """scikit-learn's is_classifier / is_regressor; False for an estimator without scikit-learn's tags."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(check(estimator))
+    except Exception:  # noqa: BLE001 - a foreign estimator: judged by its methods alone
+        return False
+
+
+def _check_fits_task(estimator: object, spec: ExperimentSpec, task: Task, where: str) -> None:
+    """A classification task needs a classifier with predict_proba, regression a regressor (or, without
+    scikit-learn's tags, an estimator with predict and without predict_proba)."""
+    regressor, classifier = _tagged(is_regressor, estimator), _tagged(is_classifier, estimator)
+    if task.classification:
+        if regressor:
+            raise BadInput(f"{where}: {spec.estimator} is a regressor; a {task.name} task needs a classifier "
+                           "with predict_proba", field="estimator")
+        if not (hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")):
+            raise BadInput(f"{where}: {spec.estimator} is not a classifier with predict_proba "
+                           "(for SVC set probability = true)", field="estimator")
+        return
+    if classifier or not (hasattr(estimator, "fit") and hasattr(estimator, "predict")) or (
+            not regressor and hasattr(estimator, "predict_proba")):
+        raise BadInput(f"{where}: {spec.estimator} is not a regressor; a regression task needs one "
+                       "(e.g. sklearn.ensemble.RandomForestRegressor)", field="estimator")
 
 
 def _spec(raw: dict[str, Any], index: int, source: str) -> ExperimentSpec:
@@ -192,9 +239,10 @@ def _explain(raw: dict[str, Any], source: str) -> ExplainSpec:
     return spec
 
 
-def load_plan(path: Path | None = None) -> ExperimentPlan:
-    """Parse and validate an experiments TOML file; every estimator is built once to check it."""
-    path = path or default_experiments_path()
+def load_plan(path: Path | None = None, task: Task = tasks.BINARY) -> ExperimentPlan:
+    """Parse and validate an experiments TOML file for `task` (the shipped file for the task when `path`
+    is None); every estimator is built once to check it can learn the task."""
+    path = path or default_experiments_path(task)
     source = path.name
     if not path.is_file():
         raise BadInput(f"experiments file not found: {path}", field="experiments")
@@ -211,11 +259,12 @@ def load_plan(path: Path | None = None) -> ExperimentPlan:
     if duplicates:
         raise BadInput(f"{source}: duplicate experiment name(s): {', '.join(duplicates)}", field="name")
     for spec in specs:
-        spec.build()
+        spec.build(task)
     return ExperimentPlan(
         source=source,
         experiments=specs,
         selection=_selection(raw.get("selection", {}), source),
         split=_split(raw.get("split", {}), source),
         explain=_explain(raw.get("explain", {}), source),
+        task=task,
     )

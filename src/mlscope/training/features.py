@@ -6,7 +6,7 @@ from __future__ import annotations
 import cloudpickle
 import numpy as np
 import pandas as pd
-from sklearn.base import ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -41,9 +41,22 @@ def build_preprocessor(dataset: Dataset) -> ColumnTransformer:
     return ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=False)
 
 
-def build_pipeline(dataset: Dataset, estimator: ClassifierMixin) -> Pipeline:
-    """The full model that is logged: raw records in, class probabilities out."""
-    return Pipeline([("preprocess", build_preprocessor(dataset)), ("model", estimator)])
+# libraries whose scikit-learn classifiers accept only the class codes 0..k-1 as labels
+_CODES_ONLY = ("xgboost",)
+
+
+def _fits_labels(dataset: Dataset, estimator: BaseEstimator) -> BaseEstimator:
+    """`estimator`, wrapped to learn class codes when it cannot take the dataset's labels as they are."""
+    codes = tuple(range(len(dataset.classes)))
+    library = type(estimator).__module__.split(".")[0]
+    if dataset.task.classification and dataset.classes != codes and library in _CODES_ONLY:
+        return portable.EncodedLabels(estimator)
+    return estimator
+
+
+def build_pipeline(dataset: Dataset, estimator: BaseEstimator) -> Pipeline:
+    """The full model that is logged: raw records in, class probabilities (or the prediction) out."""
+    return Pipeline([("preprocess", build_preprocessor(dataset)), ("model", _fits_labels(dataset, estimator))])
 
 
 def raw_features(dataset: Dataset) -> pd.DataFrame:

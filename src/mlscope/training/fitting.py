@@ -11,13 +11,15 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
+from mlscope import task as tasks
+from mlscope.task import Task
 from mlscope.training import workers
 from mlscope.training.experiments import quiet_seed_deprecations
 
-METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+METRICS = tasks.BINARY.metric_names
 
 
 def score(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -49,6 +51,7 @@ class FoldScores:
     folds: int
     seed: int
     values: dict[str, list[float]]
+    stratified: bool = True
 
     def summary(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -64,9 +67,10 @@ def _fit(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series) -> Pipeline:
 
 
 def _fit_and_score(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, train_idx: np.ndarray,
-                   test_idx: np.ndarray) -> dict[str, float]:
+                   test_idx: np.ndarray, task: Task) -> dict[str, float]:
     model = _fit(pipeline, X.iloc[train_idx], y.iloc[train_idx])
-    return score(y.iloc[test_idx].to_numpy(), positive_proba(model, X.iloc[test_idx]))
+    outputs, classes = task.outputs(model, X.iloc[test_idx])
+    return task.score(y.iloc[test_idx].to_numpy(), outputs, classes)
 
 
 class FitJob:
@@ -74,18 +78,19 @@ class FitJob:
     training split and k cross-validation folds. Submitting every experiment's job up front lets
     the workers fit the next model while the main process logs the previous one."""
 
-    def __init__(self, pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, seed: int) -> None:
-        self.folds, self.seed = folds, seed
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    def __init__(self, pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, folds: int, seed: int,
+                 task: Task = tasks.BINARY) -> None:
+        self.folds, self.seed, self.task = folds, seed, task
+        kind = StratifiedKFold if task.classification else KFold
+        splitter = kind(n_splits=folds, shuffle=True, random_state=seed)
         calls = [(_fit, (pipeline, X, y))]
-        calls += [(_fit_and_score, (pipeline, X, y, tr, te)) for tr, te in splitter.split(X, y)]
+        calls += [(_fit_and_score, (pipeline, X, y, tr, te, task)) for tr, te in splitter.split(X, y)]
         self._futures = workers.submit_all(calls)
 
     def result(self) -> tuple[Pipeline, FoldScores]:
         """Wait for the fits; the fitted model and the fold scores. Re-raises a fit's error."""
         fitted, *outcomes = [future.result() for future in self._futures]
-        values: dict[str, list[float]] = {name: [] for name in METRICS}
-        for fold in outcomes:
-            for name, value in fold.items():
-                values[name].append(value)
-        return fitted, FoldScores(folds=self.folds, seed=self.seed, values=values)
+        names = list(dict.fromkeys(name for fold in outcomes for name in fold))  # MAPE may be undefined in a fold
+        values = {name: [fold.get(name, float("nan")) for fold in outcomes] for name in names}
+        return fitted, FoldScores(folds=self.folds, seed=self.seed, values=values,
+                                  stratified=self.task.classification)

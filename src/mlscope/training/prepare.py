@@ -29,7 +29,8 @@ class Split:
     def make(cls, dataset: Dataset, spec: SplitSpec) -> Split:
         X = raw_features(dataset)
         X_train, X_test, y_train, y_test = train_test_split(
-            X, dataset.y, test_size=spec.test_size, stratify=dataset.y, random_state=spec.random_state
+            X, dataset.y, test_size=spec.test_size,
+            stratify=dataset.y if dataset.task.classification else None, random_state=spec.random_state
         )
         return cls(dataset, spec, X_train, X_test, y_train, y_test)
 
@@ -53,8 +54,8 @@ def prepare(dataset: Dataset, split_spec: SplitSpec, specs: list[ExperimentSpec]
     """Split the data and submit every experiment's full fit + cross-validation folds at once."""
     split = Split.make(dataset, split_spec)
     jobs = [
-        FitJob(build_pipeline(dataset, spec.build()), split.X_train, split.y_train, split_spec.cv_folds,
-               split_spec.random_state)
+        FitJob(build_pipeline(dataset, spec.build(dataset.task)), split.X_train, split.y_train, split_spec.cv_folds,
+               split_spec.random_state, dataset.task)
         for spec in specs
     ]
     return Prepared(split, list(specs), jobs, explain or ExplainSpec())

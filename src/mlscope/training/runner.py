@@ -45,6 +45,8 @@ class TrainReport:
     best_value: float | None = None
     alias_events: list[registry.AuditEvent] = field(default_factory=list)
     seconds: float = 0.0
+    selection: SelectionRule = field(default_factory=SelectionRule)
+    selection_note: str | None = None  # set when the plan's metric is not the task's and its headline is used
 
     @property
     def failed(self) -> list[RunResult]:
@@ -76,8 +78,10 @@ def train(
     progress: Progress | None = None,
 ) -> TrainReport:
     """Log the prepared experiments to MLflow (their fits are already running), register each model
-    and move the aliases by `selection`."""
+    and move the aliases by `selection` (or the task's headline when `selection` names a metric the task
+    does not log)."""
     progress = progress or Progress()
+    selection, note = selection.for_task(prepared.split.dataset.task)
     started = time.perf_counter()
     split = prepared.split
     client = make_client(settings)
@@ -87,7 +91,8 @@ def train(
     except MlflowException as exc:
         raise TrackingUnavailable(f"cannot use tracking store {settings.tracking_uri}: "
                                   f"{registry.first_line(exc)}") from None
-    report = TrainReport(settings.experiment_name, experiment_id, settings.model_name, [])
+    report = TrainReport(settings.experiment_name, experiment_id, settings.model_name, [], selection=selection,
+                         selection_note=note)
     session = uuid.uuid4().hex
     for spec, job in zip(prepared.specs, prepared.jobs, strict=True):
         progress.experiment_started(spec)

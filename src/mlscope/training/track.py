@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,8 @@ import mlscope
 from mlscope.data.loader import Dataset
 from mlscope.explain import artifacts as explain_artifacts
 from mlscope.explain.shapley import explain_rows, sample_background
-from mlscope.training import evaluate, fitting, workers
+from mlscope.task import TASK_TAG, Task
+from mlscope.training import artifacts, fitting, workers
 from mlscope.training.experiments import ExperimentSpec, ExplainSpec
 from mlscope.training.prepare import Split
 
@@ -35,6 +35,11 @@ from mlscope.training.prepare import Split
 # re-loads the file to check it. cloudpickle is faster and accepts any estimator a TOML file names.
 SERIALIZATION = "cloudpickle"
 StepHook = Callable[[str], None]
+EXPLAIN_SKIPPED_TAG = "mlscope.explain.skipped"
+# The Shapley engine explains one output per row (the probability of the positive class, or the prediction).
+# A multiclass model has one probability per class; explaining only the last one would mislead.
+EXPLAIN_SKIPPED = {"multiclass": "multiclass models are not explained yet (the engine explains one output per "
+                                 "row, not each class's probability)"}
 
 
 @dataclass
@@ -50,6 +55,7 @@ class RunResult:
     seconds: float = 0.0
     version: str | None = None
     pending_explanation: PendingExplanation | None = None
+    explain_skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,17 +76,30 @@ def _git_commit() -> str | None:
 
 
 @cache
-def pip_requirements() -> tuple[str, ...]:
-    """Explicit requirements: MLflow's inference spawns a subprocess and costs ~4 s per model."""
+def pip_requirements(estimator_module: str = "sklearn") -> tuple[str, ...]:
+    """Explicit requirements: MLflow's inference spawns a subprocess and costs ~4 s per model. An
+    estimator from another library (xgboost, lightgbm) adds that library's installed version."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
     import cloudpickle
 
-    return (
+    base = (
         f"mlflow=={mlflow.__version__}",
         f"scikit-learn=={sklearn.__version__}",
         f"cloudpickle=={cloudpickle.__version__}",
         f"numpy=={np.__version__}",
         f"pandas=={pd.__version__}",
     )
+    library = estimator_module.split(".")[0]
+    if library == "sklearn":
+        return base
+    extra = []
+    for distribution in packages_distributions().get(library, []):
+        try:
+            extra.append(f"{distribution}=={version(distribution)}")
+        except PackageNotFoundError:
+            continue
+    return base + tuple(extra)
 
 
 def _params(spec: ExperimentSpec, split: Split, estimator: object) -> dict[str, str]:
@@ -112,7 +131,7 @@ def _tags(spec: ExperimentSpec, dataset: Dataset, session: str) -> dict[str, str
         SESSION_TAG: session,
         "mlscope.title": spec.title,
         "mlscope.dataset": dataset.name,
-        "mlscope.task": "binary_classification",
+        TASK_TAG: dataset.task.name,
         "mlscope.target": dataset.target,
         "mlscope.id_column": dataset.id_column or "",
     }
@@ -120,47 +139,6 @@ def _tags(spec: ExperimentSpec, dataset: Dataset, session: str) -> dict[str, str
     if commit:
         tags["mlscope.git_commit"] = commit
     return tags
-
-
-def _write_artifacts(spec: ExperimentSpec, split: Split, pipeline: object, proba: np.ndarray,
-                     folds: fitting.FoldScores, folder: Path) -> dict[str, float]:
-    """Write every artifact file into `folder`; return the fairness metrics to log."""
-    y_test = split.y_test.to_numpy()
-    y_pred = (proba >= 0.5).astype(int)
-    labels = split.dataset.label_names
-    title = f"{spec.title}"
-
-    matrix = evaluate.plot_confusion_matrix(y_test, y_pred, labels, title, folder / "confusion_matrix.png")
-    points = evaluate.roc_points(y_test, proba)
-    evaluate.plot_roc(points, title, folder / "roc_curve.png")
-    (folder / "roc_curve.json").write_text(json.dumps(points))
-
-    kind, values = evaluate.importance(pipeline, split.X_test, split.y_test, split.spec.random_state)
-    evaluate.plot_importance(values, kind, title, folder / "feature_importance.png")
-    (folder / "feature_importance.json").write_text(json.dumps({"kind": kind, "values": values}, indent=2))
-
-    text, as_dict = evaluate.report(y_test, y_pred, labels)
-    (folder / "classification_report.txt").write_text(text)
-    (folder / "classification_report.json").write_text(json.dumps({**as_dict, "confusion_matrix": matrix}, indent=2))
-
-    id_name = split.dataset.id_column or "row"
-    predictions = pd.DataFrame({
-        id_name: split.test_ids.to_numpy(),
-        "y_true": y_test,
-        "probability": proba,
-        "y_pred": y_pred,
-    })
-    predictions.to_csv(folder / "predictions.csv", index=False, float_format="%.17g")
-
-    (folder / "cv_folds.json").write_text(json.dumps(
-        {"folds": folds.folds, "seed": folds.seed, "stratified": True, "values": folds.values}, indent=2))
-
-    fairness_metrics: dict[str, float] = {}
-    if split.dataset.slices:
-        sensitive = split.dataset.frame.loc[split.X_test.index, split.dataset.slices]
-        fairness_report, fairness_metrics = evaluate.fairness(y_test, y_pred, sensitive)
-        (folder / "fairness.json").write_text(json.dumps(fairness_report, indent=2))
-    return fairness_metrics
 
 
 def log_experiment(
@@ -202,20 +180,26 @@ def log_experiment(
 def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split: Split, job: fitting.FitJob,
                   explain: ExplainSpec, result: RunResult, step: StepHook) -> None:
     now = int(time.time() * 1000)
-    client.log_batch(run_id, params=[Param(k, v) for k, v in _params(spec, split, spec.build()).items()])
+    task: Task = split.dataset.task
+    client.log_batch(run_id, params=[Param(k, v) for k, v in _params(spec, split, spec.build(task)).items()])
 
     step("fit + cross-validate")
     pipeline, folds = job.result()
-    proba = fitting.positive_proba(pipeline, split.X_test)
-    test_metrics = fitting.score(split.y_test.to_numpy(), proba)
+    outputs, classes = task.outputs(pipeline, split.X_test)
+    test_metrics = task.score(split.y_test.to_numpy(), outputs, classes)
     background = sample_background(split.X_train, explain.background_size, explain.background_seed)
-    explaining = workers.submit_all([(explain_rows, (pipeline, background, explain.background_seed, split.X_test,
-                                                     split.test_ids.tolist()))])[0] if explain.enabled else None
+    explaining = None
+    if explain.enabled and task.name in EXPLAIN_SKIPPED:
+        result.explain_skipped = EXPLAIN_SKIPPED[task.name]
+        client.set_tag(run_id, EXPLAIN_SKIPPED_TAG, result.explain_skipped)
+    elif explain.enabled:
+        explaining = workers.submit_all([(explain_rows, (pipeline, background, explain.background_seed, split.X_test,
+                                                         split.test_ids.tolist()))])[0]
 
     step("evaluate")
     with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
         folder = Path(tmp)
-        fairness_metrics = _write_artifacts(spec, split, pipeline, proba, folds, folder)
+        fairness_metrics = artifacts.write(task, spec, split, pipeline, outputs, classes, folds, folder)
         metrics = [Metric(k, v, now, 0) for k, v in {**test_metrics, **folds.summary(), **fairness_metrics}.items()]
         metrics += [Metric(f"cv_{name}", value, now, fold)
                     for name, values in folds.values.items() for fold, value in enumerate(values)]
@@ -225,7 +209,7 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
 
     step("log model")
     example = split.X_train.head(5)
-    signature = infer_signature(split.X_train, pipeline.predict_proba(example))
+    signature = infer_signature(split.X_train, getattr(pipeline, task.predict_method)(example))
     dataset = split.dataset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # MLflow's hints about int columns / local sources
@@ -237,9 +221,9 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
         name="model",
         signature=signature,
         input_example=example,
-        pip_requirements=list(pip_requirements()),
+        pip_requirements=list(pip_requirements(type(spec.build(task)).__module__)),
         serialization_format=SERIALIZATION,
-        pyfunc_predict_fn="predict_proba",
+        pyfunc_predict_fn=task.predict_method,
     )
     result.model_uri = info.model_uri
     result.metrics = {**test_metrics, **folds.summary()}
