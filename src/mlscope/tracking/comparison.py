@@ -18,8 +18,9 @@ from urllib.parse import quote
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from mlscope import task
 from mlscope.errors import BadInput, NeedsTrackingServer, NotFound
 from mlscope.tracking.client import run_repository
 from mlscope.tracking.index import IndexedRun, RunIndex
@@ -30,6 +31,7 @@ MIN_RUNS = 2
 MAX_RUNS = 50
 HEADLINE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 ROC_FILE = "roc_curve.json"
+ROC_CLASSES_FILE = "roc_curves.json"  # multiclass: one-vs-rest, one curve per class
 REPORT_FILE = "classification_report.json"
 FAIRNESS_FILE = "fairness.json"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][\w\-]{0,255}$")  # MLflow's own run id rule
@@ -88,6 +90,9 @@ class FairnessColumn(BaseModel):
     groups: dict[str, dict[str, int | float | None]]
     demographic_parity_difference: float | None = None
     equalized_odds_difference: float | None = None
+    differences: dict[str, float | None] = Field(default_factory=dict, description=(
+        "Every largest between-group difference the run logged for this column, by name (binary: the two "
+        "parity differences; regression: mae/rmse/mean_residual_difference; multiclass: accuracy/f1_macro_...)."))
 
 
 class Fairness(BaseModel):
@@ -102,6 +107,7 @@ class RunArtifacts(BaseModel):
     roc: RocCurve | Missing
     confusion: ConfusionMatrix | Missing
     fairness: Fairness | Missing
+    roc_by_class: dict[str, RocCurve] | None = None
 
 
 class Comparison(BaseModel):
@@ -111,7 +117,11 @@ class Comparison(BaseModel):
     params: list[ParamRow]
     metrics: list[MetricRow]
     headline: list[str]
+    task: str | None = Field(None, description="The runs' common task (binary, multiclass, regression), when "
+                                               "they share one; null otherwise.")
     roc: dict[str, RocCurve | Missing]
+    roc_by_class: dict[str, dict[str, RocCurve] | None] = Field(default_factory=dict, description=(
+        "Multiclass runs: one-vs-rest ROC curve per class (roc_curves.json), by run id; null for other runs."))
     confusion: dict[str, ConfusionMatrix | Missing]
     fairness: dict[str, Fairness | Missing]
 
@@ -176,13 +186,29 @@ def compare_runs(index: RunIndex, client: MlflowClient, cache: ArtifactCache, ru
               for key in found.param_keys]
     metrics = [metric_row(key, runs) for key in found.metric_keys]
     parts = run_artifacts(client, cache, runs)
+    kind = runs_task(runs)
     return Comparison(
         runs=[compare_run(run) for run in runs], params=params, metrics=metrics,
-        headline=[key for key in HEADLINE_METRICS if key in found.metric_keys],
+        headline=headline_metrics(runs, found.metric_keys), task=kind.name if kind else None,
         roc={run.run_id: parts[run.run_id].roc for run in runs},
+        roc_by_class={run.run_id: parts[run.run_id].roc_by_class for run in runs},
         confusion={run.run_id: parts[run.run_id].confusion for run in runs},
         fairness={run.run_id: parts[run.run_id].fairness for run in runs},
     )
+
+
+def runs_task(runs: Sequence[IndexedRun]) -> task.Task | None:
+    """The task the runs share (`mlscope.task` tag, else their metric names), or None."""
+    kinds = {task.infer_from_run(run.tags, run.metrics) for run in runs}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def headline_metrics(runs: Sequence[IndexedRun], present: Sequence[str]) -> list[str]:
+    """The metrics to lead with, present ones only: the runs' task's (its headline first) when they share
+    one, else the binary classifier's as before."""
+    kind = runs_task(runs)
+    order = (kind.headline, *kind.metric_names) if kind is not None else ("roc_auc", *HEADLINE_METRICS)
+    return [key for key in dict.fromkeys(order) if key in present]
 
 
 def display_name(run: IndexedRun) -> str:
@@ -260,10 +286,18 @@ def read_artifacts(client: MlflowClient, run: IndexedRun) -> tuple[RunArtifacts,
             except (ValidationError, ValueError, TypeError, AttributeError) as exc:
                 return Missing(missing=f"{file} of run '{name}' has an unexpected shape: {_reason(exc)}")
 
+        by_class = load(ROC_CLASSES_FILE, _roc_classes) if ROC_CLASSES_FILE in listed else None
         parts = RunArtifacts(roc=load(ROC_FILE, _roc),
                              confusion=load(REPORT_FILE, lambda payload: _confusion(payload, name)),
-                             fairness=load(FAIRNESS_FILE, _fairness))
+                             fairness=load(FAIRNESS_FILE, _fairness),
+                             roc_by_class=None if isinstance(by_class, Missing) else by_class)
     return parts, complete
+
+
+def _roc_classes(payload: Any) -> dict[str, RocCurve]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("classes"), dict):
+        raise ValueError("roc_curves.json has no object of classes")
+    return {str(label): _roc(curve) for label, curve in payload["classes"].items()}
 
 
 def _roc(payload: Any) -> RocCurve:
@@ -287,7 +321,15 @@ def _confusion(payload: Any, name: str) -> ConfusionMatrix | Missing:
 
 
 def _fairness(payload: Any) -> Fairness:
-    return Fairness(columns=payload)
+    if not isinstance(payload, dict):
+        raise ValueError("fairness.json is not an object of columns")
+    columns = {}
+    for name, column in payload.items():
+        if not isinstance(column, dict):
+            raise ValueError(f"fairness column {name!r} is not an object")
+        differences = {key: value for key, value in column.items() if key.endswith("_difference")}
+        columns[name] = {**column, "differences": differences}
+    return Fairness(columns=columns)
 
 
 def _finite(value: float | None) -> float | None:

@@ -15,7 +15,7 @@ from mlscope.tracking.index import MAX_PAGE, IndexedRun, RunIndex
 from mlscope.tracking.index.boolean_filter import uses_extensions
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_LOWER_IS_BETTER = re.compile(r"(loss|error|err|mse|mae|rmse|brier|deviance|time|latency|cost)", re.I)
+_LOWER_IS_BETTER = re.compile(r"(loss|error|err|mse|mae|mape|rmse|brier|deviance|time|latency|cost)", re.I)
 
 
 def get_run(client: MlflowClient, run_id: str) -> Run:

@@ -155,7 +155,7 @@ class CompareView {
     this.colors = runs.map((_, i) => PALETTE[i % PALETTE.length]);
     this.metricByKey = new Map(metrics.map((row) => [row.key, row]));
     this.metricKeys = metrics.map((row) => row.key);
-    this.defaultMetric = ["roc_auc", ...this.data.headline, ...this.metricKeys]
+    this.defaultMetric = [...this.data.headline, ...this.metricKeys]  // the runs' task's headline first
       .find((key) => this.metricByKey.has(key));
   }
 
@@ -252,7 +252,7 @@ class CompareView {
     fillSelect(this.find("[data-scatter-x]"), params.map((param) => param.key),
                [complete[0]?.key, ranked.find((param) => param.key === "model_type")?.key, ranked[0]?.key,
                 params[0]?.key]);
-    fillSelect(this.find("[data-fairness-metric]"), SLICE_METRICS, ["accuracy"]);
+    fillSelect(this.find("[data-fairness-metric]"), this.sliceMetrics(), [...this.data.headline, "accuracy"]);
   }
 
   renderBars() {
@@ -366,8 +366,23 @@ class CompareView {
     const notes = this.find("[data-roc-notes]");
     notes.replaceChildren();
     const traces = [];
+    const regression = this.data.task === "regression";
+    this.find("[data-roc-section]").hidden = regression;
+    this.find("[data-confusion-section]").hidden = regression;
+    this.find("[data-regression-note]").hidden = !regression;
+    if (regression) return;
+    const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
     this.data.runs.forEach((run, i) => {
       const curve = this.data.roc[run.run_id];
+      const classes = (this.data.roc_by_class || {})[run.run_id];
+      if (curve.missing && classes) {  // multiclass: one-vs-rest, a dash style per class
+        Object.entries(classes).forEach(([label, one], k) => {
+          traces.push({type: "scatter", mode: "lines", x: one.fpr, y: one.tpr,
+                       line: {color: this.colors[i], dash: DASHES[k % DASHES.length]},
+                       name: plotText(`${this.labels[i]}: ${label} vs rest (AUC ${fmt(one.auc, 3)})`)});
+        });
+        return;
+      }
       if (curve.missing) {
         note(notes, `No ROC curve: ${curve.missing}.`);
         return;
@@ -460,19 +475,34 @@ class CompareView {
     }
   }
 
+  // The metrics the runs' slices hold (binary: accuracy, precision ...; regression: mae, rmse, mean_residual)
+  sliceMetrics() {
+    const {runs, fairness} = this.data;
+    const found = new Set();
+    for (const run of runs) {
+      const columns = fairness[run.run_id].missing ? {} : fairness[run.run_id].columns;
+      for (const column of Object.values(columns)) {
+        for (const slice of Object.values(column.groups)) {
+          for (const key of Object.keys(slice)) if (key !== "count") found.add(key);
+        }
+      }
+    }
+    return found.size ? [...found] : SLICE_METRICS;
+  }
+
   parityTable(column, holders) {
     const {runs, fairness} = this.data;
     const table = el("table", {class: "data parity"});
+    const names = [...new Set(holders.flatMap((i) => Object.keys(fairness[runs[i].run_id].columns[column].differences)))];
     const head = el("tr");
-    head.append(el("th", {scope: "col"}, "run"), el("th", {scope: "col"}, "demographic parity difference"),
-                el("th", {scope: "col"}, "equalized odds difference"));
+    head.append(el("th", {scope: "col"}, "run"),
+                ...names.map((name) => el("th", {scope: "col"}, name.replaceAll("_", " "))));
     const body = el("tbody");
     for (const i of holders) {
-      const slices = fairness[runs[i].run_id].columns[column];
+      const differences = fairness[runs[i].run_id].columns[column].differences;
       const row = el("tr");
       row.append(el("th", {scope: "row"}, this.labels[i]),
-                 el("td", {class: "num"}, fmt(slices.demographic_parity_difference)),
-                 el("td", {class: "num"}, fmt(slices.equalized_odds_difference)));
+                 ...names.map((name) => el("td", {class: "num"}, fmt(differences[name]))));
       body.append(row);
     }
     table.append(el("thead"), body);
