@@ -303,3 +303,48 @@ def test_a_classifier_in_the_regression_demo_plan_names_the_experiment(store: St
                     "experiment 'wrong-kind'")
     _one_line_error(invoke(store, "train", "--dataset", "wine", "--experiments", str(plan)),
                     "experiment 'ok': sklearn.linear_model.Ridge is a regressor")
+
+
+def test_a_multiclass_run_is_explained_one_class_at_a_time_by_the_cli(wine, tmp_path: Path) -> None:
+    store, _ = wine
+    run = _runs(store, "wine")["random-forest"]
+    data = tmp_path / "wine.csv"
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame.drop(columns="target").head(12)
+    frame.to_csv(data, index=False)
+    refused = invoke(store, "explain", run.info.run_id, "--data", str(data))
+    _one_line_error(refused, "the model is multiclass: it is explained one class at a time; add --class (one of "
+                             "class_0, class_1, class_2)")
+    _one_line_error(invoke(store, "explain", run.info.run_id, "--data", str(data), "--class", "merlot"),
+                    "unknown class 'merlot'; the model's classes are class_0, class_1, class_2")
+    explained = invoke(store, "explain", run.info.run_id, "--data", str(data), "--class", "class_2", "--row", "0")
+    assert explained.exit_code == 0, explained.output
+    assert "Row 0: P(class class_2) = " in explained.output
+    assert "exact Shapley values of the probability of class class_2" in explained.output
+    from mlscope.tracking.client import allow_model_loading
+
+    with allow_model_loading(store.settings(trust_registry_models=True)):
+        import mlflow
+
+        mlflow.set_tracking_uri(store.uri)
+        model = mlflow.sklearn.load_model(f"runs:/{run.info.run_id}/model")
+    shown = float(explained.output.split("P(class class_2) = ")[1].split()[0])
+    assert shown == pytest.approx(model.predict_proba(frame.head(1))[0, 2], abs=1e-4)
+
+
+def test_the_dashboard_says_how_to_explain_a_multiclass_run(wine) -> None:
+    from fastapi.testclient import TestClient
+
+    from mlscope.web.app import create_app
+    from tests.conftest import mlflow_state_kept
+
+    store, _ = wine
+    run = _runs(store, "wine")["logistic-regression"]
+    with mlflow_state_kept():
+        http = TestClient(create_app(store.settings()))
+        view = http.get(f"/api/runs/{run.info.run_id}/explanation").json()
+        pressed = http.post(f"/api/runs/{run.info.run_id}/explanation")
+    assert view["available"] is False and view["can_compute"] is False
+    assert view["compute_reason"].startswith("a multiclass model is explained one class at a time")
+    assert pressed.status_code == 422 and "mlscope explain" in pressed.json()["error"]["message"]

@@ -51,6 +51,8 @@ def explain(
     input_json: Annotated[str | None, typer.Option("--input", help="JSON record (or list) of raw features.")] = None,
     data: Annotated[Path | None, typer.Option(help="CSV of rows to explain (runs without a logged explanation).")] = None,
     compare: Annotated[str | None, typer.Option(help="Another run: compare the two explanations.")] = None,
+    output_class: Annotated[str | None, typer.Option(
+        "--class", help="Class whose probability to explain (needed for a multiclass model).")] = None,
 ) -> None:
     """Show a run's Shapley explanation: global importance, one test row, custom input, or a comparison."""
     from mlscope.cli.common import quiet_mlflow
@@ -73,9 +75,10 @@ def explain(
             console.print(_comparison_table(compare_runs(settings, run_id, compare, data=frame), run_id, compare))
             return
         records = _records(input_json) if input_json is not None else None
-        explanation, cached = explain_run(settings, run_id, records=records, data=frame)
+        explanation, cached = explain_run(settings, run_id, records=records, data=frame, output_class=output_class)
         if records is None and row is None:
-            console.print(f"Global importance of run {run_id} ({len(explanation.row_ids)} rows)")
+            output = explanation.metadata.get("model_output") or "output"
+            console.print(f"Global importance of run {run_id} ({len(explanation.row_ids)} rows; {output})")
             table = Table(header_style="bold")
             table.add_column("feature")
             table.add_column("mean |SHAP|", justify="right")
@@ -91,7 +94,8 @@ def explain(
                 if not 0 <= position < len(explanation.row_ids):
                     raise BadInput(f"--row must be between 0 and {len(explanation.row_ids) - 1}", field="row")
                 console.print(_waterfall_table(views.waterfall(explanation, position),
-                                               bool(explanation.metadata.get("exact"))))
+                                               bool(explanation.metadata.get("exact")),
+                                               _output_label(explanation.metadata.get("model_output"))))
         console.print(_metadata_line(explanation, cached), highlight=False)
 
 
@@ -101,8 +105,16 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _waterfall_table(data: dict[str, Any], exact: bool) -> Table:
-    table = Table(title=f"Row {data['row_id']}: P(class 1) = {data['output']:.4f}  "
+def _output_label(model_output: str | None) -> str:
+    """ "P(class 1)", "P(class class_2)", "prediction", "log-odds of class 1" ... from the model_output."""
+    text = model_output or "probability of class 1"
+    if text.startswith("probability of class "):
+        return f"P(class {text.removeprefix('probability of class ')})"
+    return text
+
+
+def _waterfall_table(data: dict[str, Any], exact: bool, output: str = "P(class 1)") -> Table:
+    table = Table(title=f"Row {data['row_id']}: {output} = {data['output']:.4f}  "
                         f"(base value {data['base_value']:.4f})", title_justify="left", header_style="bold")
     table.add_column("feature")
     table.add_column("value")

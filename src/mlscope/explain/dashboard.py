@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlscope import task
 from mlscope.config import Settings
 from mlscope.data.loader import load_titanic
 from mlscope.errors import BadInput, NotFound
@@ -289,7 +290,7 @@ def explanation_view(sessions: ExplainSessions, run_id: str, run: Run | None = N
         return ExplanationView(**header, available=False, missing=f"the stored explanation cannot be read: {exc}",
                                compute_reason="an unreadable explanation is stored; it is not overwritten")
     if stored is None:
-        plan = compute_plan(sessions.settings, run_id)
+        plan = compute_plan(sessions.settings, run_id, run=run)
         return ExplanationView(**header, available=False, can_compute=plan.possible, compute_reason=plan.reason,
                                missing=f"no explanation is stored for this run ({artifacts.FOLDER}/"
                                        f"{artifacts.TEST_SPLIT}.json)")
@@ -431,9 +432,16 @@ def _download_model(settings: Settings, run_id: str, into: Path) -> Path | None:
         return None
 
 
-def compute_plan(settings: Settings, run_id: str, local: Path | None = None) -> ComputePlan:
+_MULTICLASS_NOTE = ("a multiclass model is explained one class at a time, which the dashboard does not show "
+                    "yet: use `mlscope explain {run_id} --class LABEL --data file.csv`")
+
+
+def compute_plan(settings: Settings, run_id: str, local: Path | None = None, run: Run | None = None
+                 ) -> ComputePlan:
     """How `compute_explanation` would explain the run's model, or why it cannot (`local`: the run's model
     folder, when already downloaded)."""
+    if run is not None and task.infer_from_run(run.data.tags, {}) is task.MULTICLASS:
+        return ComputePlan(False, _MULTICLASS_NOTE.format(run_id=run_id))
     info, problem = _model_info(settings, run_id, local)
     if info is None:
         return ComputePlan(False, f"{problem}; explanations need a scikit-learn model logged with mlflow.sklearn")
@@ -574,6 +582,8 @@ def _compute(sessions: ExplainSessions, run: Run, folder: Path) -> threading.Thr
     if not plan.possible or local is None:
         raise BadInput(plan.reason, field="data")
     model = load_model(settings, run_id, local)
+    if task.infer_from_model(model) is task.MULTICLASS:
+        raise BadInput(_MULTICLASS_NOTE.format(run_id=run_id), field="run_id")
     features = model_features(model, list(plan.features))
     rows, background, ids, source, extra = _data_to_explain(settings, run_id, plan, model, features, local)
     try:

@@ -13,6 +13,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mlscope import task
 from mlscope.config import Settings
 from mlscope.errors import BadInput, NotFound
 from mlscope.explain import artifacts
@@ -108,16 +109,18 @@ def _cache_name(rows: pd.DataFrame, background: pd.DataFrame) -> str:
 
 def explain_run(settings: Settings, run_id: str, *, records: list[dict[str, Any]] | None = None,
                 data: pd.DataFrame | None = None, background_size: int = DEFAULT_BACKGROUND,
-                seed: int = DEFAULT_SEED) -> tuple[Explanation, bool]:
+                seed: int = DEFAULT_SEED, output_class: Any = None) -> tuple[Explanation, bool]:
     """Explain a run's model: its test data (no `records`) or custom rows. Returns (explanation,
     cached?) — results are stored as run artifacts and read back instead of recomputed.
 
     Background and test rows come from the run's logged explanation (mlscope runs), else from
-    `data` (any run: the rows to explain and a fixed-seed background sample)."""
+    `data` (any run: the rows to explain and a fixed-seed background sample). `output_class`: the class
+    whose probability is explained — required for a multiclass model (one class at a time), optional for
+    a binary one (default: the positive class)."""
     client = make_client(settings)
     _get_run(client, run_id)
     stored = stored_explanation(client, run_id)
-    if records is None and stored is not None:
+    if records is None and stored is not None and output_class is None:
         return stored[0], True
     if stored is not None:
         background = stored[1]
@@ -127,21 +130,40 @@ def explain_run(settings: Settings, run_id: str, *, records: list[dict[str, Any]
         raise BadInput(f"run '{run_id}' has no logged explanation; give data to explain it (--data file.csv)",
                        field="data")
     model = load_model(settings, run_id)
+    classes = [str(c) for c in getattr(model, "classes_", [])]
+    if output_class is None and task.infer_from_model(model) is task.MULTICLASS:
+        raise BadInput(f"the model is multiclass: it is explained one class at a time; add --class (one of "
+                       f"{', '.join(classes)})", field="class")
+    if output_class is not None and str(output_class) not in classes:
+        raise BadInput(f"unknown class '{output_class}'" + (f"; the model's classes are {', '.join(classes)}"
+                                                            if classes else ": the model is not a classifier"),
+                       field="class")
     features = model_features(model, list(background.columns))
     missing = [f for f in features if f not in background.columns]
     if missing:
         raise BadInput(f"data lacks the model's feature(s): {', '.join(missing)}", field="data")
     background = background[features]
-    if records is None:
-        rows, name, ids = data[features], artifacts.TEST_SPLIT, list(range(len(data)))
-    else:
-        rows = coerce_rows(records, features, background)
-        name, ids = _cache_name(rows, background), list(range(len(rows)))
+    if records is None and data is None:  # the logged test rows, explained for another class
+        rows, name, ids = stored[0].data[features], f"{artifacts.TEST_SPLIT}-class-{output_class}", list(
+            stored[0].row_ids)
         cached = _download_json(client, run_id, name)
         if cached is not None:
             return artifacts.from_json(cached)[0], True
-    explanation = ShapleyExplainer(model, background, background_seed=seed, **settings.explain_limits()
-                                   ).explain(rows, ids)
+    elif records is None:
+        rows, name, ids = data[features], artifacts.TEST_SPLIT, list(range(len(data)))
+        if output_class is not None:
+            name = f"{name}-class-{output_class}"
+    else:
+        rows = coerce_rows(records, features, background)
+        name, ids = _cache_name(rows, background), list(range(len(rows)))
+        if output_class is not None:
+            name = f"{name}-class-{output_class}"
+        cached = _download_json(client, run_id, name)
+        if cached is not None:
+            return artifacts.from_json(cached)[0], True
+    label = None if output_class is None else next(c for c in model.classes_ if str(c) == str(output_class))
+    explanation = ShapleyExplainer(model, background, background_seed=seed, output_class=label,
+                                   **settings.explain_limits()).explain(rows, ids)
     explanation.metadata["run_id"] = run_id
     _log_json(client, run_id, artifacts.to_json(explanation, background), name)
     return explanation, False
