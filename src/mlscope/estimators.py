@@ -1,9 +1,11 @@
-"""Exact, fast P(positive class) of fitted scikit-learn estimators on an encoded matrix.
+"""Exact, fast outputs of fitted scikit-learn estimators on an encoded matrix: P(positive class) of a
+binary classifier, every class's probability of a multiclass one, the prediction of a regressor.
 
 Shared by the prediction API (one row to a few thousand) and the Shapley engine (thousands of hybrid
-rows): forests by a traversal of flattened node arrays (numba when importable), binary logistic
-regression by scikit-learn's own formula, every other estimator by its `predict_proba`. Each path
-gives the numbers `predict_proba` gives (tests compare them bit for bit)."""
+rows): forests (classifiers' positive class, regressors) by a traversal of flattened node arrays (numba
+when importable), binary logistic regression by scikit-learn's own formula, every other estimator by its
+`predict_proba` / `predict`. Each path gives the numbers `predict_proba` / `predict` give (tests compare
+them bit for bit)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 
 Head = Callable[[np.ndarray], np.ndarray]
@@ -56,9 +58,10 @@ def _numba_kernel() -> Callable[..., np.ndarray] | None:
 
 
 class Forest:
-    """P(positive) of a RandomForest/ExtraTrees classifier, as scikit-learn computes it: input cast to
-    float32, each tree's leaf fraction (`tree_.value`, already normalised) added tree by tree starting
-    from 0.0, the sum divided by the number of trees. The trees are flattened into node arrays whose
+    """P(positive) of a RandomForest/ExtraTrees classifier (or the prediction of such a regressor, with
+    `positive` 0), as scikit-learn computes it: input cast to float32, each tree's leaf fraction (leaf mean
+    for a regressor; `tree_.value`, already normalised) added tree by tree starting from 0.0, the sum
+    divided by the number of trees. The trees are flattened into node arrays whose
     leaves point to themselves, so `depth` steps of `node = children[2 * node + (x > threshold)]` reach
     every leaf (x <= threshold goes left, as in scikit-learn). The matrix is finite (CompiledPredictor
     checks), so scikit-learn's routing of missing values never applies."""
@@ -148,8 +151,12 @@ def _logistic(estimator: LogisticRegression, positive: int) -> Head:
     return head
 
 
-def _plain_forest(estimator: Any) -> bool:
-    return (type(estimator) in (RandomForestClassifier, ExtraTreesClassifier) and estimator.n_outputs_ == 1
+_FOREST_CLASSIFIERS = (RandomForestClassifier, ExtraTreesClassifier)
+_FOREST_REGRESSORS = (RandomForestRegressor, ExtraTreesRegressor)
+
+
+def _plain_forest(estimator: Any, kinds: tuple[type, ...] = _FOREST_CLASSIFIERS) -> bool:
+    return (type(estimator) in kinds and estimator.n_outputs_ == 1
             and all(e.tree_.n_outputs == 1 for e in estimator.estimators_))
 
 
@@ -162,11 +169,29 @@ def _binary_logistic(estimator: Any) -> bool:
 
 
 def estimator_head(estimator: Any, positive: int, accelerate: bool = True) -> tuple[Head, str]:
-    """P(positive) of `estimator` on an encoded matrix, exactly as its `predict_proba` computes it, and
-    a short description of the path taken."""
+    """P(positive) of `estimator` on an encoded matrix, exactly as its `predict_proba` computes it (the
+    prediction of a regressor, as `prediction_head`), and a short description of the path taken."""
+    if not hasattr(estimator, "predict_proba"):
+        return prediction_head(estimator, accelerate)
     if _plain_forest(estimator):
         forest = Forest(estimator, positive, accelerate)
         return forest, f"forest of {len(forest.trees)} trees ({forest.method})"
     if _binary_logistic(estimator):
         return _logistic(estimator, positive), "logistic regression"
     return (lambda matrix: estimator.predict_proba(matrix)[:, positive]), f"{type(estimator).__name__}.predict_proba"
+
+
+def probabilities_head(estimator: Any) -> tuple[Head, str]:
+    """Every class's probability (rows, classes) in `classes_` order: the estimator's own `predict_proba`."""
+    return (lambda matrix: np.asarray(estimator.predict_proba(matrix), dtype=np.float64),
+            f"{type(estimator).__name__}.predict_proba")
+
+
+def prediction_head(estimator: Any, accelerate: bool = True) -> tuple[Head, str]:
+    """A regressor's prediction (rows,) exactly as its `predict` computes it: forests by the traversal
+    above, any other regressor by its own `predict`."""
+    if _plain_forest(estimator, _FOREST_REGRESSORS):
+        forest = Forest(estimator, 0, accelerate)
+        return forest, f"forest of {len(forest.trees)} trees ({forest.method})"
+    return (lambda matrix: np.asarray(estimator.predict(matrix), dtype=np.float64).reshape(len(matrix)),
+            f"{type(estimator).__name__}.predict")

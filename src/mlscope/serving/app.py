@@ -24,6 +24,7 @@ import mlscope
 from mlscope.config import Settings
 from mlscope.errors import NotReady, TooLarge
 from mlscope.explain.shapley import Explanation as ShapleyExplanation
+from mlscope.serving.answers import SHAPES_IN_WORDS
 from mlscope.serving.batching import MicroBatcher
 from mlscope.serving.contract import Contract, plain_passenger_columns
 from mlscope.serving.loading import LoadedModel
@@ -85,18 +86,22 @@ def explanation_answers(explanation: ShapleyExplanation, fields: list[str]) -> l
             for r, (row, error) in enumerate(zip(explanation.values, explanation.additivity_errors, strict=True))]
 
 
-def _explanation(model: LoadedModel, columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    explanation = model.explain(columns)
+def _explanations(model: LoadedModel, columns: dict[str, np.ndarray], outputs: np.ndarray) -> list[dict[str, Any]]:
+    """One `explanation` object per row, in row order (a multiclass batch is explained per answered class)."""
     names = {raw: field for field, raw in model.contract.fields.items()}
-    return explanation_answers(explanation, [names[feature] for feature in explanation.features])
+    by_row: dict[int, dict[str, Any]] = {}
+    for explanation in model.explain(columns, outputs):
+        fields = [names[feature] for feature in explanation.features]
+        by_row.update(zip(explanation.row_ids, explanation_answers(explanation, fields), strict=True))
+    return [by_row[row] for row in range(len(outputs))]
 
 
 def _answers(model: LoadedModel, columns: dict[str, np.ndarray], explain: bool) -> list[dict[str, Any]]:
     """Answers from one model snapshot (batches and explanations; large ones in a worker thread)."""
-    probabilities = model.probabilities(columns).tolist()
-    answers = [model.contract.answer(p, model.ref) for p in probabilities]
+    outputs = model.outputs(columns)
+    answers = [model.contract.answer(output, model.ref) for output in outputs.tolist()]
     if explain:
-        for answer, explanation in zip(answers, _explanation(model, columns), strict=True):
+        for answer, explanation in zip(answers, _explanations(model, columns, outputs), strict=True):
             answer["explanation"] = explanation
     return answers
 
@@ -181,7 +186,11 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
 
     examples = {f"example {n + 1}": {"value": example} for n, example in enumerate(contract.examples())}
     ExplainFlag = Annotated[bool, Query(
-        description="Add per-feature Shapley contributions: exact, or with a standard error per value.")]
+        description="Add per-feature Shapley contributions of the answered output (the probability of class 1, "
+                    "the probability of the answered class, or the prediction): exact, or with a standard error "
+                    "per value.")]
+    answers_in_words = (f"\n\nThis API serves a **{contract.task}** model; the answer schema below is its "
+                        f"shape. Per task: {SHAPES_IN_WORDS}")
 
     def served() -> LoadedModel:
         model = watcher.current
@@ -211,27 +220,28 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
                          poll_seconds=settings.poll_seconds, pid=os.getpid())
         return _json(described)
 
-    @app.post("/predict", tags=["predict"], response_model=Answer, responses={422: ERRORS[422], 503: ERRORS[503]})
+    @app.post("/predict", tags=["predict"], response_model=Answer, responses={422: ERRORS[422], 503: ERRORS[503]},
+              description="One prediction; micro-batched with concurrent requests into one model call."
+                          + answers_in_words)
     async def predict(item: Annotated[Request, Body(openapi_examples=examples)],  # type: ignore[valid-type]
                       explain: ExplainFlag = False) -> Response:
-        """One prediction; micro-batched with concurrent requests into one model call."""
         if explain:
             answers = await run_in_threadpool(_answers, served(), contract.columns([item]), True)
             metrics.rows.labels("predict").inc()
             return _json(answers[0])
-        probability, model = await batcher.predict(item)
+        output, model = await batcher.predict(item)
         metrics.rows.labels("predict").inc()
-        return _json(contract.answer(probability, model.ref))
+        return _json(contract.answer(output, model.ref))
 
     batch_body = {"required": True, "content": {"application/json": {"schema": {
         "type": "array", "items": {"$ref": f"#/components/schemas/{Request.__name__}"}}}}}
 
     @app.post("/predict/batch", tags=["predict"], response_model=list[Answer],  # type: ignore[valid-type]
               responses={413: ERRORS[413], 422: ERRORS[422], 503: ERRORS[503]},
-              openapi_extra={"requestBody": batch_body})
+              openapi_extra={"requestBody": batch_body},
+              description="Many predictions (a JSON array of inputs) in the order given, at most "
+                          "`MLSCOPE_MAX_BATCH_ROWS` rows; one answer per input." + answers_in_words)
     async def predict_batch(request: HTTPRequest, explain: ExplainFlag = False) -> Response:
-        """Many predictions (a JSON array of inputs) in the order given, at most
-        `MLSCOPE_MAX_BATCH_ROWS` rows."""
         columns, rows = parse_batch(await read_limited(request, settings.max_batch_rows * MAX_BYTES_PER_ROW))
         if rows > settings.max_batch_rows:
             raise TooLarge(f"{rows} rows, the limit is {settings.max_batch_rows}", field="body")
