@@ -24,8 +24,9 @@ _LANES = 8  # rows traversed together by the numba kernel, so their independent 
 
 
 @cache
-def _numba_kernel() -> Callable[..., np.ndarray] | None:
-    """The forest traversal compiled by numba (a dependency of shap), or None when unavailable."""
+def _numba_kernel(columns: bool = False) -> Callable[..., np.ndarray] | None:
+    """The forest traversal compiled by numba (a dependency of shap), or None when unavailable; `columns`:
+    the leaf values have one column per class (every class's probability at once)."""
     try:
         import numba
     except ImportError:
@@ -51,32 +52,57 @@ def _numba_kernel() -> Callable[..., np.ndarray] | None:
             out[i] /= n_trees
         return out
 
+    def kernel_columns(roots: np.ndarray, children: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
+                       value: np.ndarray, depths: np.ndarray, X: np.ndarray) -> np.ndarray:
+        n, n_trees, k = X.shape[0], roots.shape[0], value.shape[1]
+        out = np.zeros((n, k))
+        nodes = np.empty(_LANES, np.int32)
+        for start in range(0, n, _LANES):
+            lanes = min(_LANES, n - start)
+            for t in range(n_trees):
+                for i in range(lanes):
+                    nodes[i] = roots[t]
+                for _ in range(depths[t]):
+                    for i in range(lanes):
+                        node = nodes[i]
+                        nodes[i] = children[2 * node + (X[start + i, feature[node]] > threshold[node])]
+                for i in range(lanes):
+                    for c in range(k):
+                        out[start + i, c] += value[nodes[i], c]
+        for i in range(n):
+            for c in range(k):
+                out[i, c] /= n_trees
+        return out
+
+    chosen = kernel_columns if columns else kernel
     try:
-        return numba.njit(nogil=True, cache=True)(kernel)
+        return numba.njit(nogil=True, cache=True)(chosen)
     except RuntimeError:  # no writable cache directory
-        return numba.njit(nogil=True)(kernel)
+        return numba.njit(nogil=True)(chosen)
 
 
 class Forest:
     """P(positive) of a RandomForest/ExtraTrees classifier (or the prediction of such a regressor, with
     `positive` 0), as scikit-learn computes it: input cast to float32, each tree's leaf fraction (leaf mean
     for a regressor; `tree_.value`, already normalised) added tree by tree starting from 0.0, the sum
-    divided by the number of trees. The trees are flattened into node arrays whose
+    divided by the number of trees; with `positive` None, every class's probability (rows, classes) the
+    same way, column by column. The trees are flattened into node arrays whose
     leaves point to themselves, so `depth` steps of `node = children[2 * node + (x > threshold)]` reach
     every leaf (x <= threshold goes left, as in scikit-learn). The matrix is finite (CompiledPredictor
     checks), so scikit-learn's routing of missing values never applies."""
 
-    def __init__(self, forest: Any, positive: int, accelerate: bool) -> None:
+    def __init__(self, forest: Any, positive: int | None, accelerate: bool) -> None:
         trees = [estimator.tree_ for estimator in forest.estimators_]
         sizes = np.array([tree.node_count for tree in trees])
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.trees = trees
-        self.leaf_values = [np.ascontiguousarray(tree.value[:, 0, positive]) for tree in trees]
+        column = slice(None) if positive is None else positive
+        self.leaf_values = [np.ascontiguousarray(tree.value[:, 0, column]) for tree in trees]
         self.roots = offsets.astype(np.int32)
         self.depths = np.array([tree.max_depth for tree in trees], dtype=np.int32)
         self.children, self.feature, self.threshold = self._flatten(trees, offsets)
         self.value = np.concatenate(self.leaf_values)
-        self.kernel = _numba_kernel() if accelerate else None
+        self.kernel = _numba_kernel(columns=positive is None) if accelerate else None
         if self.kernel is not None:
             try:
                 self.kernel(*self._arrays, np.zeros((1, forest.n_features_in_), dtype=np.float32))
@@ -129,13 +155,14 @@ class Forest:
             x = flat.take(self.feature.take(nodes) + row_starts)
             nodes = self.children.take(2 * nodes + (x > self.threshold.take(nodes)))
         # cumsum adds in tree order, as scikit-learn does (a plain sum would add pairwise)
-        return np.cumsum(self.value.take(nodes).reshape(n, n_trees), axis=1)[:, -1] / n_trees
+        leaves = self.value.take(nodes, axis=0).reshape(n, n_trees, *self.value.shape[1:])
+        return np.cumsum(leaves, axis=1)[:, -1] / n_trees
 
     def tree_by_tree(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's own traversal per tree, without its per-tree dispatch: best for many rows."""
-        total = np.zeros(len(X))
+        total = np.zeros((len(X), *self.value.shape[1:]))
         for tree, leaf_value in zip(self.trees, self.leaf_values, strict=True):
-            total += leaf_value.take(tree.apply(X))
+            total += leaf_value.take(tree.apply(X), axis=0)
         return total / len(self.trees)
 
 
@@ -181,8 +208,12 @@ def estimator_head(estimator: Any, positive: int, accelerate: bool = True) -> tu
     return (lambda matrix: estimator.predict_proba(matrix)[:, positive]), f"{type(estimator).__name__}.predict_proba"
 
 
-def probabilities_head(estimator: Any) -> tuple[Head, str]:
-    """Every class's probability (rows, classes) in `classes_` order: the estimator's own `predict_proba`."""
+def probabilities_head(estimator: Any, accelerate: bool = True) -> tuple[Head, str]:
+    """Every class's probability (rows, classes) in `classes_` order, exactly as `predict_proba` computes
+    it: forests by the traversal above, any other classifier by its own `predict_proba`."""
+    if _plain_forest(estimator):
+        forest = Forest(estimator, None, accelerate)
+        return forest, f"forest of {len(forest.trees)} trees, every class ({forest.method})"
     return (lambda matrix: np.asarray(estimator.predict_proba(matrix), dtype=np.float64),
             f"{type(estimator).__name__}.predict_proba")
 

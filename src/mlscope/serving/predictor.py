@@ -59,7 +59,7 @@ OUTPUTS: dict[str, Output] = {
                                                                          accelerate)),
     "multiclass": Output("predict_proba",
                          lambda model: lambda frame: np.asarray(model.predict_proba(frame), dtype=np.float64),
-                         lambda model, estimator, accelerate: probabilities_head(estimator)),
+                         lambda model, estimator, accelerate: probabilities_head(estimator, accelerate)),
     "regression": Output("predict",
                          lambda model: lambda frame: np.asarray(model.predict(frame), dtype=np.float64).reshape(-1),
                          lambda model, estimator, accelerate: prediction_head(estimator, accelerate)),
