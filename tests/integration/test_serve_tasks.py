@@ -216,6 +216,17 @@ def test_a_multiclass_explanation_is_of_the_answered_class_and_equals_brute_forc
         assert api.get("/model").json()["explanations"].startswith("Shapley values of the answered class")
         answers = api.post("/predict/batch", params={"explain": "true"}, json=records(entry.X.iloc[rows])).json()
         one = api.post("/predict", params={"explain": "true"}, json=records(entry.X.iloc[[rows[1]]])[0]).json()
+        other = api.post("/predict/batch", params={"explain_class": "barbera"}, json=records(entry.X.iloc[rows])).json()
+        unknown = api.post("/predict", params={"explain_class": "merlot"}, json=records(entry.X.iloc[[rows[1]]])[0])
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "explain_class"
+    assert "barbera, barolo, grignolino" in unknown.json()["error"]["message"]
+    for answer in other:  # every row explained for the class asked for, whatever it answered
+        explanation = answer["explanation"]
+        assert explanation["model_output"] == "probability of class barbera"
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert total == pytest.approx(answer["probabilities"]["barbera"], abs=1e-6)
+    assert other[2]["explanation"]["contributions"] == pytest.approx(answers[2]["explanation"]["contributions"],
+                                                                     abs=1e-12)
     assert [a["label"] for a in answers] == ["barolo", "grignolino", "barbera"]
     assert one["explanation"]["contributions"] == pytest.approx(answers[1]["explanation"]["contributions"], abs=1e-12)
     for answer in answers:
@@ -240,6 +251,9 @@ def test_a_regression_explanation_adds_up_to_the_prediction(registry: tuple[Stor
     entry = served[name]
     with api_for(store, name) as api:
         answers = api.post("/predict/batch", params={"explain": "true"}, json=records(entry.X.head(4))).json()
+        refused = api.post("/predict", params={"explain_class": "1"}, json=records(entry.X.head(1))[0])
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "explain_class"
+    assert refused.json()["error"]["message"] == "explain_class is for multiclass models; this API serves a regression model"
     for answer in answers:
         explanation = answer["explanation"]
         assert explanation["model_output"] == "prediction" and explanation["exact"] is True

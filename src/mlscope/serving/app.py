@@ -86,22 +86,25 @@ def explanation_answers(explanation: ShapleyExplanation, fields: list[str]) -> l
             for r, (row, error) in enumerate(zip(explanation.values, explanation.additivity_errors, strict=True))]
 
 
-def _explanations(model: LoadedModel, columns: dict[str, np.ndarray], outputs: np.ndarray) -> list[dict[str, Any]]:
-    """One `explanation` object per row, in row order (a multiclass batch is explained per answered class)."""
+def _explanations(model: LoadedModel, columns: dict[str, np.ndarray], outputs: np.ndarray,
+                  explain_class: str | None) -> list[dict[str, Any]]:
+    """One `explanation` object per row, in row order (a multiclass batch is explained per answered class
+    unless `explain_class` names one)."""
     names = {raw: field for field, raw in model.contract.fields.items()}
     by_row: dict[int, dict[str, Any]] = {}
-    for explanation in model.explain(columns, outputs):
+    for explanation in model.explain(columns, outputs, explain_class):
         fields = [names[feature] for feature in explanation.features]
         by_row.update(zip(explanation.row_ids, explanation_answers(explanation, fields), strict=True))
     return [by_row[row] for row in range(len(outputs))]
 
 
-def _answers(model: LoadedModel, columns: dict[str, np.ndarray], explain: bool) -> list[dict[str, Any]]:
+def _answers(model: LoadedModel, columns: dict[str, np.ndarray], explain: bool,
+             explain_class: str | None = None) -> list[dict[str, Any]]:
     """Answers from one model snapshot (batches and explanations; large ones in a worker thread)."""
     outputs = model.outputs(columns)
     answers = [model.contract.answer(output, model.ref) for output in outputs.tolist()]
     if explain:
-        for answer, explanation in zip(answers, _explanations(model, columns, outputs), strict=True):
+        for answer, explanation in zip(answers, _explanations(model, columns, outputs, explain_class), strict=True):
             answer["explanation"] = explanation
     return answers
 
@@ -189,6 +192,9 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
         description="Add per-feature Shapley contributions of the answered output (the probability of class 1, "
                     "the probability of the answered class, or the prediction): exact, or with a standard error "
                     "per value.")]
+    ExplainClass = Annotated[str | None, Query(
+        description="Multiclass models: explain the probability of this class (a label as in `probabilities`) "
+                    "instead of the answered class's; implies explain=true.")]
     answers_in_words = (f"\n\nThis API serves a **{contract.task}** model; the answer schema below is its "
                         f"shape. Per task: {SHAPES_IN_WORDS}")
 
@@ -224,9 +230,10 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
               description="One prediction; micro-batched with concurrent requests into one model call."
                           + answers_in_words)
     async def predict(item: Annotated[Request, Body(openapi_examples=examples)],  # type: ignore[valid-type]
-                      explain: ExplainFlag = False) -> Response:
-        if explain:
-            answers = await run_in_threadpool(_answers, served(), contract.columns([item]), True)
+                      explain: ExplainFlag = False, explain_class: ExplainClass = None) -> Response:
+        if explain or explain_class is not None:
+            contract.class_index(explain_class)
+            answers = await run_in_threadpool(_answers, served(), contract.columns([item]), True, explain_class)
             metrics.rows.labels("predict").inc()
             return _json(answers[0])
         output, model = await batcher.predict(item)
@@ -241,7 +248,10 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
               openapi_extra={"requestBody": batch_body},
               description="Many predictions (a JSON array of inputs) in the order given, at most "
                           "`MLSCOPE_MAX_BATCH_ROWS` rows; one answer per input." + answers_in_words)
-    async def predict_batch(request: HTTPRequest, explain: ExplainFlag = False) -> Response:
+    async def predict_batch(request: HTTPRequest, explain: ExplainFlag = False,
+                            explain_class: ExplainClass = None) -> Response:
+        explain = explain or explain_class is not None
+        contract.class_index(explain_class)
         columns, rows = parse_batch(await read_limited(request, settings.max_batch_rows * MAX_BYTES_PER_ROW))
         if rows > settings.max_batch_rows:
             raise TooLarge(f"{rows} rows, the limit is {settings.max_batch_rows}", field="body")
@@ -252,7 +262,7 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
             return _json([])
         model = served()
         if explain or rows > INLINE_ROWS:
-            answers = await run_in_threadpool(_answers, model, columns, explain)
+            answers = await run_in_threadpool(_answers, model, columns, explain, explain_class)
         else:
             answers = _answers(model, columns, explain)
         metrics.rows.labels("batch").inc(rows)

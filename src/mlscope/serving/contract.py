@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from mlscope import task as tasks
+from mlscope.errors import BadInput
 from mlscope.serving.answers import (  # noqa: F401 - the answer models, also importable from here
     AnswerShape,
     Explanation,
@@ -107,6 +108,19 @@ class Contract:
                 column[:] = values
                 out[feature] = column
         return out
+
+    def class_index(self, label: str | None) -> int | None:
+        """The position of class `label` (as answered) among a multiclass model's classes; None for None.
+        BadInput (field `explain_class`) for another task or an unknown label."""
+        if label is None:
+            return None
+        if not self.classes:
+            raise BadInput(f"explain_class is for multiclass models; this API serves a {self.task} model",
+                           field="explain_class")
+        if label not in self.classes:
+            raise BadInput(f"unknown class '{label}'; the model's classes are {', '.join(self.classes)}",
+                           field="explain_class")
+        return self.classes.index(label)
 
     def answer(self, output: Any, model: dict[str, str]) -> dict[str, Any]:
         """One row's answer from its output (a probability, a prediction, or a list of class probabilities)."""

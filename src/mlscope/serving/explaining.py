@@ -81,13 +81,13 @@ class AnswerExplainer:
             self._explainers[index] = ShapleyExplainer(model, self.background, **self.options)
         return self._explainers[index]
 
-    def explain(self, rows: pd.DataFrame, outputs: np.ndarray) -> list[Explanation]:
+    def explain(self, rows: pd.DataFrame, outputs: np.ndarray, class_index: int | None = None) -> list[Explanation]:
         """Explanations covering every row; each explanation's `row_ids` are positions in `rows`.
         `outputs` as `Predictor.outputs` gives them: one column per class means a multiclass answer,
-        whose most probable class is explained."""
+        whose most probable class is explained unless `class_index` names another."""
         with self._lock:  # the explainers fill their caches on first use
-            if outputs.ndim == 1:
-                return [self._explainer(None).explain(rows, list(range(len(rows))))]
+            if outputs.ndim == 1 or class_index is not None:
+                return [self._explainer(class_index).explain(rows, list(range(len(rows))))]
             answered = np.argmax(outputs, axis=1)
             explained = []
             for index in np.unique(answered):

@@ -55,8 +55,11 @@ class LoadedModel:
         """The task's output per row (see `Predictor.outputs`)."""
         return self.predictor.outputs(columns)
 
-    def explain(self, columns: dict[str, np.ndarray], outputs: np.ndarray) -> list[ShapleyExplanation]:
-        """Explanations of what the answers from `outputs` report, covering every row (`row_ids`: positions)."""
+    def explain(self, columns: dict[str, np.ndarray], outputs: np.ndarray,
+                explain_class: str | None = None) -> list[ShapleyExplanation]:
+        """Explanations of what the answers from `outputs` report (multiclass: of class `explain_class`
+        when given), covering every row (`row_ids`: positions)."""
+        class_index = self.contract.class_index(explain_class)
         if self.explainer is None:
             raise BadInput(f"explanations are not available for this model: {self.explain_unavailable}",
                            field="explain")
@@ -65,7 +68,7 @@ class LoadedModel:
             if feature in rows:
                 rows[feature] = rows[feature].astype("float64")
         with self._explain_lock:
-            return self.explainer.explain(rows, outputs)
+            return self.explainer.explain(rows, outputs, class_index)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "alias": self.alias, "run_id": self.run_id,
