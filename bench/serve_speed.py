@@ -310,8 +310,9 @@ def servers(uri: str, workers: list[int], model_name: str = MODEL_NAME) -> list[
                "/ping", "/invocations", "/invocations", mlflow_format=True),
         Server("no-op", [sys.executable, str(HERE / "serve_noop_app.py"), *host], clean_env(),
                "/ready", "/predict", "/predict/batch", mlflow_format=False),
-        *(Server(mlscope_name(n), [str(BIN / "mlscope"), "--tracking-uri", uri, "serve", "--model-name", model_name,
-                                   "--alias", ALIAS, "--workers", str(n), *host], clean_env(),
+        *(Server(mlscope_name(n), [str(BIN / "mlscope"), "--tracking-uri", uri, "serve",
+                                   "--model-name", model_name, "--alias", ALIAS, "--workers", str(n), *host],
+                 clean_env(),
                  "/ready", "/predict", "/predict/batch", mlflow_format=False, workers=n) for n in workers),
     ]
 
@@ -587,7 +588,7 @@ def print_summary(name: str, numbers: dict[str, Any], check: Equality) -> None:
                   f">= {TARGET_ROWS_PER_S:,.0f} rows/s: {yes(met['rows_per_s_batch'])}")
     shares = ", ".join(f"{name} {share:.0%}" for name, share in numbers["share_of_noop_ceiling"].items())
     console.print(f"mlscope req/s as a share of the no-op ceiling: {shares}")
-    console.print(f"Answers equal to the registered model's predict_proba / predict (<= {TOLERANCE:g}) and labels: "
+    console.print(f"Answers equal to the registered model's predict_proba / predict (<= {TOLERANCE:g}), labels: "
                   f"{yes(check.ok)} ({check.checked:,} records one by one and in one batch; max |diff| "
                   f"{check.max_diff_single:.1e} single, {check.max_diff_batch:.1e} batch; "
                   f"{check.label_mismatches} label and {check.version_mismatches} version mismatches, "

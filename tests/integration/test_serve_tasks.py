@@ -253,7 +253,8 @@ def test_a_regression_explanation_adds_up_to_the_prediction(registry: tuple[Stor
         answers = api.post("/predict/batch", params={"explain": "true"}, json=records(entry.X.head(4))).json()
         refused = api.post("/predict", params={"explain_class": "1"}, json=records(entry.X.head(1))[0])
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "explain_class"
-    assert refused.json()["error"]["message"] == "explain_class is for multiclass models; this API serves a regression model"
+    assert refused.json()["error"]["message"] == ("explain_class is for multiclass models; this API serves a "
+                                                  "regression model")
     for answer in answers:
         explanation = answer["explanation"]
         assert explanation["model_output"] == "prediction" and explanation["exact"] is True
@@ -296,6 +297,11 @@ def test_the_schema_says_which_shape_each_task_answers(registry: tuple[Store, di
         batch = spec["paths"]["/predict/batch"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
         assert batch["items"]["$ref"].split("/")[-1] == answer
         shapes[name] = spec["components"]["schemas"][answer]
+        parameters = {p["name"]: p for p in post["parameters"]}
+        if name == "logistic":  # only a multiclass API offers explain_class, its labels as the enum
+            assert parameters["explain_class"]["schema"]["enum"] == ["barbera", "barolo", "grignolino"]
+        else:
+            assert "explain_class" not in parameters and "explain" in parameters
     assert set(shapes["ridge"]["properties"]) == {"prediction", "model", "explanation"}
     assert shapes["ridge"]["properties"]["prediction"]["type"] == "number"
     assert set(shapes["logistic"]["properties"]) == {"label", "probabilities", "model", "explanation"}

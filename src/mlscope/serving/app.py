@@ -192,9 +192,18 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
         description="Add per-feature Shapley contributions of the answered output (the probability of class 1, "
                     "the probability of the answered class, or the prediction): exact, or with a standard error "
                     "per value.")]
-    ExplainClass = Annotated[str | None, Query(
-        description="Multiclass models: explain the probability of this class (a label as in `probabilities`) "
-                    "instead of the answered class's; implies explain=true.")]
+    # Only a multiclass API documents `explain_class` (its labels as the schema's enum); any other API
+    # answers it with a 422 naming the field.
+    explain_class_parameter = [{
+        "name": "explain_class", "in": "query", "required": False,
+        "schema": {"type": "string", "enum": list(contract.classes)},
+        "description": "Explain the probability of this class instead of the answered class's; implies explain=true.",
+    }] if contract.classes else []
+
+    def explain_class_of(request: HTTPRequest) -> str | None:
+        label = request.query_params.get("explain_class")
+        contract.class_index(label)
+        return label
     answers_in_words = (f"\n\nThis API serves a **{contract.task}** model; the answer schema below is its "
                         f"shape. Per task: {SHAPES_IN_WORDS}")
 
@@ -228,11 +237,12 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
 
     @app.post("/predict", tags=["predict"], response_model=Answer, responses={422: ERRORS[422], 503: ERRORS[503]},
               description="One prediction; micro-batched with concurrent requests into one model call."
-                          + answers_in_words)
-    async def predict(item: Annotated[Request, Body(openapi_examples=examples)],  # type: ignore[valid-type]
-                      explain: ExplainFlag = False, explain_class: ExplainClass = None) -> Response:
+                          + answers_in_words, openapi_extra={"parameters": explain_class_parameter})
+    async def predict(request: HTTPRequest,
+                      item: Annotated[Request, Body(openapi_examples=examples)],  # type: ignore[valid-type]
+                      explain: ExplainFlag = False) -> Response:
+        explain_class = explain_class_of(request)
         if explain or explain_class is not None:
-            contract.class_index(explain_class)
             answers = await run_in_threadpool(_answers, served(), contract.columns([item]), True, explain_class)
             metrics.rows.labels("predict").inc()
             return _json(answers[0])
@@ -245,13 +255,12 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
 
     @app.post("/predict/batch", tags=["predict"], response_model=list[Answer],  # type: ignore[valid-type]
               responses={413: ERRORS[413], 422: ERRORS[422], 503: ERRORS[503]},
-              openapi_extra={"requestBody": batch_body},
+              openapi_extra={"requestBody": batch_body, "parameters": explain_class_parameter},
               description="Many predictions (a JSON array of inputs) in the order given, at most "
                           "`MLSCOPE_MAX_BATCH_ROWS` rows; one answer per input." + answers_in_words)
-    async def predict_batch(request: HTTPRequest, explain: ExplainFlag = False,
-                            explain_class: ExplainClass = None) -> Response:
+    async def predict_batch(request: HTTPRequest, explain: ExplainFlag = False) -> Response:
+        explain_class = explain_class_of(request)
         explain = explain or explain_class is not None
-        contract.class_index(explain_class)
         columns, rows = parse_batch(await read_limited(request, settings.max_batch_rows * MAX_BYTES_PER_ROW))
         if rows > settings.max_batch_rows:
             raise TooLarge(f"{rows} rows, the limit is {settings.max_batch_rows}", field="body")

@@ -72,7 +72,8 @@ class AnswerExplainer:
                             f"{MAX_EXACT_FEATURES} inputs, else with standard errors)")
         else:
             explainer = self._explainer(None)
-            self.summary = "exact Shapley values" if explainer.path != SAMPLING else "Shapley values with standard errors"
+            self.summary = ("exact Shapley values" if explainer.path != SAMPLING
+                            else "Shapley values with standard errors")
 
     def _explainer(self, index: int | None) -> ShapleyExplainer:
         """The explainer of class number `index`'s probability, or of the model's own output (None)."""
