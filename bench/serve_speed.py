@@ -1,7 +1,7 @@
 """Throughput and latency of `mlscope serve` against `mlflow models serve`, side by side in one run.
 
     .venv/bin/python bench/serve_speed.py [--duration 10] [--warmup 2] [--threads 1] [--workers 1 [2 ...]]
-                                          [--store DIR] [--json PATH]
+                                          [--task binary|regression|multiclass] [--store DIR] [--json PATH]
 
 (from the repository root, after `make install`; needs wrk: `apt-get install wrk`). Steps:
 
@@ -21,6 +21,12 @@
 4. Before its load, every answer of each mlscope server to those 1,000 passengers, one by one to
    /predict and all at once to /predict/batch, is compared with the registered model's predict_proba / predict (loaded
    with mlflow.sklearn): probabilities must agree to 1e-9 and labels exactly, or the script exits 1.
+
+`--task regression|multiclass` serves a demo model of that task instead of Titanic (bench/serve_tasks.py:
+a random forest of 100 trees on scikit-learn's diabetes or wine data, logged the stock MLflow way and
+registered as `diabetes-progression` / `wine-cultivar`); the requests cycle through the dataset's rows
+and jittered copies (1,000 in all), and the answers are checked against the model's `predict` (regression)
+or `predict_proba` and `predict` (multiclass) the same way.
 
 Targets (issue: prediction API): >= 1,000 req/s at 32 clients with p99 < 100 ms and >= 20x MLflow's
 req/s; >= 200,000 rows/s for batches of 1,000 (checked for every mlscope server). Numbers are also
@@ -62,6 +68,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.` imports when run as a script
 
+from bench import serve_tasks  # noqa: E402
 from bench.common import command_line, free_port, git  # noqa: E402
 from mlscope.data.loader import load_titanic  # noqa: E402
 from mlscope.training.experiments import load_plan  # noqa: E402
@@ -172,12 +179,15 @@ class Equality:
 
 @dataclass(frozen=True)
 class Reference:
-    """The passengers sent, and what the registered model answers for them."""
+    """The records sent, and what the registered model answers for them: P(class 1) and labels (binary),
+    predictions (regression), class probabilities (rows, classes) and labels as text (multiclass)."""
 
     records: list[dict[str, Any]]
     probabilities: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     version: str
+    task: str = "binary"
+    model_name: str = MODEL_NAME
 
 
 # --- passengers -------------------------------------------------------------------------------------
@@ -291,17 +301,18 @@ def mlscope_name(workers: int) -> str:
     return "mlscope" if workers == 1 else f"mlscope x{workers}"
 
 
-def servers(uri: str, workers: list[int]) -> list[Server]:
+def servers(uri: str, workers: list[int], model_name: str = MODEL_NAME) -> list[Server]:
     host = ["--host", "127.0.0.1", "--port"]
     mlflow_env = clean_env(MLFLOW_TRACKING_URI=uri, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true")
     return [
-        Server("MLflow", [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@{ALIAS}",
+        Server("MLflow", [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{model_name}@{ALIAS}",
                           "--env-manager", "local", *host], mlflow_env,
                "/ping", "/invocations", "/invocations", mlflow_format=True),
         Server("no-op", [sys.executable, str(HERE / "serve_noop_app.py"), *host], clean_env(),
                "/ready", "/predict", "/predict/batch", mlflow_format=False),
-        *(Server(mlscope_name(n), [str(BIN / "mlscope"), "--tracking-uri", uri, "serve", "--model-name", MODEL_NAME,
-                                   "--alias", ALIAS, "--workers", str(n), *host], clean_env(),
+        *(Server(mlscope_name(n), [str(BIN / "mlscope"), "--tracking-uri", uri, "serve",
+                                   "--model-name", model_name, "--alias", ALIAS, "--workers", str(n), *host],
+                 clean_env(),
                  "/ready", "/predict", "/predict/batch", mlflow_format=False, workers=n) for n in workers),
     ]
 
@@ -468,11 +479,30 @@ def load_server(server: Server, base: str, records: list[dict[str, Any]], folder
 
 # --- mlscope's answers ------------------------------------------------------------------------------
 
-def check_answer(check: Equality, answer: dict[str, Any], expected: Reference, i: int) -> float:
-    """|probability - reference| of one answer; label and version mismatches are counted in `check`."""
+def _binary(check: Equality, answer: dict[str, Any], expected: Reference, i: int) -> float:
+    assert expected.labels is not None
     check.label_mismatches += int(answer["survived"] != int(expected.labels[i]))
-    check.version_mismatches += int(str(answer["model"]["version"]) != expected.version)
     return abs(float(answer["probability"]) - float(expected.probabilities[i]))
+
+
+def _regression(check: Equality, answer: dict[str, Any], expected: Reference, i: int) -> float:
+    return abs(float(answer["prediction"]) - float(expected.probabilities[i]))
+
+
+def _multiclass(check: Equality, answer: dict[str, Any], expected: Reference, i: int) -> float:
+    assert expected.labels is not None
+    check.label_mismatches += int(answer["label"] != expected.labels[i])
+    return float(np.abs(np.array(list(answer["probabilities"].values())) - expected.probabilities[i]).max())
+
+
+ANSWER_CHECKS = {"binary": _binary, "regression": _regression, "multiclass": _multiclass}
+
+
+def check_answer(check: Equality, answer: dict[str, Any], expected: Reference, i: int) -> float:
+    """|output - reference| of one answer (the largest over the classes for multiclass); label and version
+    mismatches are counted in `check`."""
+    check.version_mismatches += int(str(answer["model"]["version"]) != expected.version)
+    return ANSWER_CHECKS[expected.task](check, answer, expected, i)
 
 
 def check_mlscope(base: str, expected: Reference) -> Equality:
@@ -491,7 +521,7 @@ def check_mlscope(base: str, expected: Reference) -> Equality:
         return check
     answers = answer.json()
     if len(answers) != len(expected.records):
-        check.errors.append(f"/predict/batch: {len(answers)} answers for {len(expected.records)} passengers")
+        check.errors.append(f"/predict/batch: {len(answers)} answers for {len(expected.records)} records")
         return check
     for i, item in enumerate(answers):
         check.max_diff_batch = max(check.max_diff_batch, check_answer(check, item, expected, i))
@@ -558,8 +588,8 @@ def print_summary(name: str, numbers: dict[str, Any], check: Equality) -> None:
                   f">= {TARGET_ROWS_PER_S:,.0f} rows/s: {yes(met['rows_per_s_batch'])}")
     shares = ", ".join(f"{name} {share:.0%}" for name, share in numbers["share_of_noop_ceiling"].items())
     console.print(f"mlscope req/s as a share of the no-op ceiling: {shares}")
-    console.print(f"Answers equal to the registered model's predict_proba (<= {TOLERANCE:g}) and predict: "
-                  f"{yes(check.ok)} ({check.checked:,} passengers one by one and in one batch; max |diff| "
+    console.print(f"Answers equal to the registered model's predict_proba / predict (<= {TOLERANCE:g}), labels: "
+                  f"{yes(check.ok)} ({check.checked:,} records one by one and in one batch; max |diff| "
                   f"{check.max_diff_single:.1e} single, {check.max_diff_batch:.1e} batch; "
                   f"{check.label_mismatches} label and {check.version_mismatches} version mismatches, "
                   f"{len(check.errors)} errors)")
@@ -595,21 +625,36 @@ def context(load_start: tuple[float, float, float], source: dict[str, Any]) -> d
 
 # --- main -------------------------------------------------------------------------------------------
 
+def task_reference(store: Path, task: str) -> tuple[str, Reference]:
+    """The store's URI and the reference answers of the demo model of `task` (registered on first use)."""
+    demo = serve_tasks.DEMOS[task]
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    console.print(f"Registering the {task} demo model into {uri} ...", highlight=False)
+    version = serve_tasks.register(uri, demo, ALIAS, store / "artifacts")
+    console.print(f"@{ALIAS} -> version {version} of {demo.model_name}", highlight=False)
+    records = serve_tasks.records(demo, POOL_SIZE)
+    outputs, labels = serve_tasks.reference(uri, demo, ALIAS, records)
+    return uri, Reference(records, outputs, labels, version, task, demo.model_name)
+
+
 def bench(store: Path, work: Path, args: argparse.Namespace
-          ) -> tuple[dict[str, dict[str, Load]], dict[str, Equality], str]:
-    uri = prepare_store(store)
-    version = set_bench_alias(uri)
-    console.print(f"@{ALIAS} -> version {version} of {MODEL_NAME} (run {RUN_NAME})", highlight=False)
-    expected = reference(uri, version)
+          ) -> tuple[dict[str, dict[str, Load]], dict[str, Equality], Reference]:
+    if args.task == "binary":
+        uri = prepare_store(store)
+        version = set_bench_alias(uri)
+        console.print(f"@{ALIAS} -> version {version} of {MODEL_NAME} (run {RUN_NAME})", highlight=False)
+        expected = reference(uri, version)
+    else:
+        uri, expected = task_reference(store, args.task)
     results: dict[str, dict[str, Load]] = {}
     checks: dict[str, Equality] = {}
-    for server in servers(uri, args.workers):
+    for server in servers(uri, args.workers, expected.model_name):
         with running(server, store, args.ready_timeout) as base:
             smoke(server, base, expected.records[:BATCH_ROWS])
             if server.is_mlscope:
                 checks[server.name] = check_mlscope(base, expected)
             results[server.name] = load_server(server, base, expected.records, work, args)
-    return results, checks, version
+    return results, checks, expected
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -620,12 +665,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="N",
                         help="measure `mlscope serve --workers N` for each N given (default 1), e.g. --workers 1 2")
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a server may take to be ready")
+    parser.add_argument("--task", choices=["binary", *serve_tasks.DEMOS], default="binary",
+                        help="binary: the Titanic model trained by `mlscope train` (default); regression or "
+                             "multiclass: a demo forest of that task (bench/serve_tasks.py)")
     parser.add_argument("--store", type=Path, help="keep the MLflow store in this folder; reuse it if it has one")
-    parser.add_argument("--json", type=Path, default=OUT / "serve_speed.json", help="where to write the numbers")
+    parser.add_argument("--json", type=Path, help="where to write the numbers (default bench/out/serve_speed.json, "
+                                                  "serve_speed_TASK.json with --task regression|multiclass)")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.threads < 1 or min(args.workers) < 1:
         parser.error("--duration must be > 0, --warmup >= 0, --threads >= 1 and --workers >= 1")
     args.workers = sorted(set(args.workers))
+    args.json = args.json or OUT / ("serve_speed.json" if args.task == "binary" else f"serve_speed_{args.task}.json")
     if shutil.which("wrk") is None:
         console.print("[red]wrk not found[/]: install it with `apt-get install wrk`")
         return 2
@@ -637,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
         store = args.store.resolve() if args.store else Path(tmp)
         store.mkdir(parents=True, exist_ok=True)
         try:
-            results, checks, version = bench(store, Path(tmp), args)
+            results, checks, expected = bench(store, Path(tmp), args)
         except BenchFailure as exc:
             console.print(f"[bold red]FAILED:[/] {exc}", highlight=False)
             return 1
@@ -661,7 +711,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": command_line(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "context": ctx,
-        "model": {"name": MODEL_NAME, "alias": ALIAS, "version": version, "run_name": RUN_NAME},
+        "model": {"name": expected.model_name, "alias": ALIAS, "version": expected.version, "task": expected.task,
+                  **({"run_name": RUN_NAME} if expected.task == "binary" else {})},
         "results": {server: {s: load.as_dict() for s, load in loads.items()} for server, loads in results.items()},
         "summary": numbers,
         "equality": {name: asdict(check) | {"ok": check.ok, "tolerance": TOLERANCE} for name, check in checks.items()},

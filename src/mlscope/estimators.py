@@ -1,9 +1,11 @@
-"""Exact, fast P(positive class) of fitted scikit-learn estimators on an encoded matrix.
+"""Exact, fast outputs of fitted scikit-learn estimators on an encoded matrix: P(positive class) of a
+binary classifier, every class's probability of a multiclass one, the prediction of a regressor.
 
 Shared by the prediction API (one row to a few thousand) and the Shapley engine (thousands of hybrid
-rows): forests by a traversal of flattened node arrays (numba when importable), binary logistic
-regression by scikit-learn's own formula, every other estimator by its `predict_proba`. Each path
-gives the numbers `predict_proba` gives (tests compare them bit for bit)."""
+rows): forests (classifiers' positive class, regressors) by a traversal of flattened node arrays (numba
+when importable), binary logistic regression by scikit-learn's own formula, every other estimator by its
+`predict_proba` / `predict`. Each path gives the numbers `predict_proba` / `predict` give (tests compare
+them bit for bit)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 
 Head = Callable[[np.ndarray], np.ndarray]
@@ -22,8 +24,9 @@ _LANES = 8  # rows traversed together by the numba kernel, so their independent 
 
 
 @cache
-def _numba_kernel() -> Callable[..., np.ndarray] | None:
-    """The forest traversal compiled by numba (a dependency of shap), or None when unavailable."""
+def _numba_kernel(columns: bool = False) -> Callable[..., np.ndarray] | None:
+    """The forest traversal compiled by numba (a dependency of shap), or None when unavailable; `columns`:
+    the leaf values have one column per class (every class's probability at once)."""
     try:
         import numba
     except ImportError:
@@ -49,31 +52,57 @@ def _numba_kernel() -> Callable[..., np.ndarray] | None:
             out[i] /= n_trees
         return out
 
+    def kernel_columns(roots: np.ndarray, children: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
+                       value: np.ndarray, depths: np.ndarray, X: np.ndarray) -> np.ndarray:
+        n, n_trees, k = X.shape[0], roots.shape[0], value.shape[1]
+        out = np.zeros((n, k))
+        nodes = np.empty(_LANES, np.int32)
+        for start in range(0, n, _LANES):
+            lanes = min(_LANES, n - start)
+            for t in range(n_trees):
+                for i in range(lanes):
+                    nodes[i] = roots[t]
+                for _ in range(depths[t]):
+                    for i in range(lanes):
+                        node = nodes[i]
+                        nodes[i] = children[2 * node + (X[start + i, feature[node]] > threshold[node])]
+                for i in range(lanes):
+                    for c in range(k):
+                        out[start + i, c] += value[nodes[i], c]
+        for i in range(n):
+            for c in range(k):
+                out[i, c] /= n_trees
+        return out
+
+    chosen = kernel_columns if columns else kernel
     try:
-        return numba.njit(nogil=True, cache=True)(kernel)
+        return numba.njit(nogil=True, cache=True)(chosen)
     except RuntimeError:  # no writable cache directory
-        return numba.njit(nogil=True)(kernel)
+        return numba.njit(nogil=True)(chosen)
 
 
 class Forest:
-    """P(positive) of a RandomForest/ExtraTrees classifier, as scikit-learn computes it: input cast to
-    float32, each tree's leaf fraction (`tree_.value`, already normalised) added tree by tree starting
-    from 0.0, the sum divided by the number of trees. The trees are flattened into node arrays whose
+    """P(positive) of a RandomForest/ExtraTrees classifier (or the prediction of such a regressor, with
+    `positive` 0), as scikit-learn computes it: input cast to float32, each tree's leaf fraction (leaf mean
+    for a regressor; `tree_.value`, already normalised) added tree by tree starting from 0.0, the sum
+    divided by the number of trees; with `positive` None, every class's probability (rows, classes) the
+    same way, column by column. The trees are flattened into node arrays whose
     leaves point to themselves, so `depth` steps of `node = children[2 * node + (x > threshold)]` reach
     every leaf (x <= threshold goes left, as in scikit-learn). The matrix is finite (CompiledPredictor
     checks), so scikit-learn's routing of missing values never applies."""
 
-    def __init__(self, forest: Any, positive: int, accelerate: bool) -> None:
+    def __init__(self, forest: Any, positive: int | None, accelerate: bool) -> None:
         trees = [estimator.tree_ for estimator in forest.estimators_]
         sizes = np.array([tree.node_count for tree in trees])
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.trees = trees
-        self.leaf_values = [np.ascontiguousarray(tree.value[:, 0, positive]) for tree in trees]
+        column = slice(None) if positive is None else positive
+        self.leaf_values = [np.ascontiguousarray(tree.value[:, 0, column]) for tree in trees]
         self.roots = offsets.astype(np.int32)
         self.depths = np.array([tree.max_depth for tree in trees], dtype=np.int32)
         self.children, self.feature, self.threshold = self._flatten(trees, offsets)
         self.value = np.concatenate(self.leaf_values)
-        self.kernel = _numba_kernel() if accelerate else None
+        self.kernel = _numba_kernel(columns=positive is None) if accelerate else None
         if self.kernel is not None:
             try:
                 self.kernel(*self._arrays, np.zeros((1, forest.n_features_in_), dtype=np.float32))
@@ -126,13 +155,14 @@ class Forest:
             x = flat.take(self.feature.take(nodes) + row_starts)
             nodes = self.children.take(2 * nodes + (x > self.threshold.take(nodes)))
         # cumsum adds in tree order, as scikit-learn does (a plain sum would add pairwise)
-        return np.cumsum(self.value.take(nodes).reshape(n, n_trees), axis=1)[:, -1] / n_trees
+        leaves = self.value.take(nodes, axis=0).reshape(n, n_trees, *self.value.shape[1:])
+        return np.cumsum(leaves, axis=1)[:, -1] / n_trees
 
     def tree_by_tree(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's own traversal per tree, without its per-tree dispatch: best for many rows."""
-        total = np.zeros(len(X))
+        total = np.zeros((len(X), *self.value.shape[1:]))
         for tree, leaf_value in zip(self.trees, self.leaf_values, strict=True):
-            total += leaf_value.take(tree.apply(X))
+            total += leaf_value.take(tree.apply(X), axis=0)
         return total / len(self.trees)
 
 
@@ -148,8 +178,12 @@ def _logistic(estimator: LogisticRegression, positive: int) -> Head:
     return head
 
 
-def _plain_forest(estimator: Any) -> bool:
-    return (type(estimator) in (RandomForestClassifier, ExtraTreesClassifier) and estimator.n_outputs_ == 1
+_FOREST_CLASSIFIERS = (RandomForestClassifier, ExtraTreesClassifier)
+_FOREST_REGRESSORS = (RandomForestRegressor, ExtraTreesRegressor)
+
+
+def _plain_forest(estimator: Any, kinds: tuple[type, ...] = _FOREST_CLASSIFIERS) -> bool:
+    return (type(estimator) in kinds and estimator.n_outputs_ == 1
             and all(e.tree_.n_outputs == 1 for e in estimator.estimators_))
 
 
@@ -162,11 +196,33 @@ def _binary_logistic(estimator: Any) -> bool:
 
 
 def estimator_head(estimator: Any, positive: int, accelerate: bool = True) -> tuple[Head, str]:
-    """P(positive) of `estimator` on an encoded matrix, exactly as its `predict_proba` computes it, and
-    a short description of the path taken."""
+    """P(positive) of `estimator` on an encoded matrix, exactly as its `predict_proba` computes it (the
+    prediction of a regressor, as `prediction_head`), and a short description of the path taken."""
+    if not hasattr(estimator, "predict_proba"):
+        return prediction_head(estimator, accelerate)
     if _plain_forest(estimator):
         forest = Forest(estimator, positive, accelerate)
         return forest, f"forest of {len(forest.trees)} trees ({forest.method})"
     if _binary_logistic(estimator):
         return _logistic(estimator, positive), "logistic regression"
     return (lambda matrix: estimator.predict_proba(matrix)[:, positive]), f"{type(estimator).__name__}.predict_proba"
+
+
+def probabilities_head(estimator: Any, accelerate: bool = True) -> tuple[Head, str]:
+    """Every class's probability (rows, classes) in `classes_` order, exactly as `predict_proba` computes
+    it: forests by the traversal above, any other classifier by its own `predict_proba`."""
+    if _plain_forest(estimator):
+        forest = Forest(estimator, None, accelerate)
+        return forest, f"forest of {len(forest.trees)} trees, every class ({forest.method})"
+    return (lambda matrix: np.asarray(estimator.predict_proba(matrix), dtype=np.float64),
+            f"{type(estimator).__name__}.predict_proba")
+
+
+def prediction_head(estimator: Any, accelerate: bool = True) -> tuple[Head, str]:
+    """A regressor's prediction (rows,) exactly as its `predict` computes it: forests by the traversal
+    above, any other regressor by its own `predict`."""
+    if _plain_forest(estimator, _FOREST_REGRESSORS):
+        forest = Forest(estimator, 0, accelerate)
+        return forest, f"forest of {len(forest.trees)} trees ({forest.method})"
+    return (lambda matrix: np.asarray(estimator.predict(matrix), dtype=np.float64).reshape(len(matrix)),
+            f"{type(estimator).__name__}.predict")

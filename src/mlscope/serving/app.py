@@ -24,6 +24,7 @@ import mlscope
 from mlscope.config import Settings
 from mlscope.errors import NotReady, TooLarge
 from mlscope.explain.shapley import Explanation as ShapleyExplanation
+from mlscope.serving.answers import SHAPES_IN_WORDS
 from mlscope.serving.batching import MicroBatcher
 from mlscope.serving.contract import Contract, plain_passenger_columns
 from mlscope.serving.loading import LoadedModel
@@ -85,18 +86,25 @@ def explanation_answers(explanation: ShapleyExplanation, fields: list[str]) -> l
             for r, (row, error) in enumerate(zip(explanation.values, explanation.additivity_errors, strict=True))]
 
 
-def _explanation(model: LoadedModel, columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    explanation = model.explain(columns)
+def _explanations(model: LoadedModel, columns: dict[str, np.ndarray], outputs: np.ndarray,
+                  explain_class: str | None) -> list[dict[str, Any]]:
+    """One `explanation` object per row, in row order (a multiclass batch is explained per answered class
+    unless `explain_class` names one)."""
     names = {raw: field for field, raw in model.contract.fields.items()}
-    return explanation_answers(explanation, [names[feature] for feature in explanation.features])
+    by_row: dict[int, dict[str, Any]] = {}
+    for explanation in model.explain(columns, outputs, explain_class):
+        fields = [names[feature] for feature in explanation.features]
+        by_row.update(zip(explanation.row_ids, explanation_answers(explanation, fields), strict=True))
+    return [by_row[row] for row in range(len(outputs))]
 
 
-def _answers(model: LoadedModel, columns: dict[str, np.ndarray], explain: bool) -> list[dict[str, Any]]:
+def _answers(model: LoadedModel, columns: dict[str, np.ndarray], explain: bool,
+             explain_class: str | None = None) -> list[dict[str, Any]]:
     """Answers from one model snapshot (batches and explanations; large ones in a worker thread)."""
-    probabilities = model.probabilities(columns).tolist()
-    answers = [model.contract.answer(p, model.ref) for p in probabilities]
+    outputs = model.outputs(columns)
+    answers = [model.contract.answer(output, model.ref) for output in outputs.tolist()]
     if explain:
-        for answer, explanation in zip(answers, _explanation(model, columns), strict=True):
+        for answer, explanation in zip(answers, _explanations(model, columns, outputs, explain_class), strict=True):
             answer["explanation"] = explanation
     return answers
 
@@ -181,7 +189,23 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
 
     examples = {f"example {n + 1}": {"value": example} for n, example in enumerate(contract.examples())}
     ExplainFlag = Annotated[bool, Query(
-        description="Add per-feature Shapley contributions: exact, or with a standard error per value.")]
+        description="Add per-feature Shapley contributions of the answered output (the probability of class 1, "
+                    "the probability of the answered class, or the prediction): exact, or with a standard error "
+                    "per value.")]
+    # Only a multiclass API documents `explain_class` (its labels as the schema's enum); any other API
+    # answers it with a 422 naming the field.
+    explain_class_parameter = [{
+        "name": "explain_class", "in": "query", "required": False,
+        "schema": {"type": "string", "enum": list(contract.classes)},
+        "description": "Explain the probability of this class instead of the answered class's; implies explain=true.",
+    }] if contract.classes else []
+
+    def explain_class_of(request: HTTPRequest) -> str | None:
+        label = request.query_params.get("explain_class")
+        contract.class_index(label)
+        return label
+    answers_in_words = (f"\n\nThis API serves a **{contract.task}** model; the answer schema below is its "
+                        f"shape. Per task: {SHAPES_IN_WORDS}")
 
     def served() -> LoadedModel:
         model = watcher.current
@@ -211,27 +235,32 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
                          poll_seconds=settings.poll_seconds, pid=os.getpid())
         return _json(described)
 
-    @app.post("/predict", tags=["predict"], response_model=Answer, responses={422: ERRORS[422], 503: ERRORS[503]})
-    async def predict(item: Annotated[Request, Body(openapi_examples=examples)],  # type: ignore[valid-type]
+    @app.post("/predict", tags=["predict"], response_model=Answer, responses={422: ERRORS[422], 503: ERRORS[503]},
+              description="One prediction; micro-batched with concurrent requests into one model call."
+                          + answers_in_words, openapi_extra={"parameters": explain_class_parameter})
+    async def predict(request: HTTPRequest,
+                      item: Annotated[Request, Body(openapi_examples=examples)],  # type: ignore[valid-type]
                       explain: ExplainFlag = False) -> Response:
-        """One prediction; micro-batched with concurrent requests into one model call."""
-        if explain:
-            answers = await run_in_threadpool(_answers, served(), contract.columns([item]), True)
+        explain_class = explain_class_of(request)
+        if explain or explain_class is not None:
+            answers = await run_in_threadpool(_answers, served(), contract.columns([item]), True, explain_class)
             metrics.rows.labels("predict").inc()
             return _json(answers[0])
-        probability, model = await batcher.predict(item)
+        output, model = await batcher.predict(item)
         metrics.rows.labels("predict").inc()
-        return _json(contract.answer(probability, model.ref))
+        return _json(contract.answer(output, model.ref))
 
     batch_body = {"required": True, "content": {"application/json": {"schema": {
         "type": "array", "items": {"$ref": f"#/components/schemas/{Request.__name__}"}}}}}
 
     @app.post("/predict/batch", tags=["predict"], response_model=list[Answer],  # type: ignore[valid-type]
               responses={413: ERRORS[413], 422: ERRORS[422], 503: ERRORS[503]},
-              openapi_extra={"requestBody": batch_body})
+              openapi_extra={"requestBody": batch_body, "parameters": explain_class_parameter},
+              description="Many predictions (a JSON array of inputs) in the order given, at most "
+                          "`MLSCOPE_MAX_BATCH_ROWS` rows; one answer per input." + answers_in_words)
     async def predict_batch(request: HTTPRequest, explain: ExplainFlag = False) -> Response:
-        """Many predictions (a JSON array of inputs) in the order given, at most
-        `MLSCOPE_MAX_BATCH_ROWS` rows."""
+        explain_class = explain_class_of(request)
+        explain = explain or explain_class is not None
         columns, rows = parse_batch(await read_limited(request, settings.max_batch_rows * MAX_BYTES_PER_ROW))
         if rows > settings.max_batch_rows:
             raise TooLarge(f"{rows} rows, the limit is {settings.max_batch_rows}", field="body")
@@ -242,7 +271,7 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
             return _json([])
         model = served()
         if explain or rows > INLINE_ROWS:
-            answers = await run_in_threadpool(_answers, model, columns, explain)
+            answers = await run_in_threadpool(_answers, model, columns, explain, explain_class)
         else:
             answers = _answers(model, columns, explain)
         metrics.rows.labels("batch").inc(rows)

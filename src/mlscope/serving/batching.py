@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -20,14 +21,15 @@ class MicroBatcher:
                  max_rows: int = 512) -> None:
         self._current, self._problem = current, problem
         self._max_rows = max_rows
-        self._pending: list[tuple[BaseModel, asyncio.Future[tuple[float, LoadedModel]]]] = []
+        self._pending: list[tuple[BaseModel, asyncio.Future[tuple[Any, LoadedModel]]]] = []
         self._scheduled = False
         self.calls = 0
         self.rows = 0
 
-    async def predict(self, item: BaseModel) -> tuple[float, LoadedModel]:
+    async def predict(self, item: BaseModel) -> tuple[Any, LoadedModel]:
+        """The row's output (a number, or a list of class probabilities) and the model that gave it."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[float, LoadedModel]] = loop.create_future()
+        future: asyncio.Future[tuple[Any, LoadedModel]] = loop.create_future()
         self._pending.append((item, future))
         if len(self._pending) >= self._max_rows:
             self._flush()
@@ -45,7 +47,7 @@ class MicroBatcher:
         try:
             if model is None:
                 raise NotReady(f"no model loaded: {self._problem()}")
-            probabilities = model.probabilities(model.contract.columns([item for item, _ in batch]))
+            outputs = model.outputs(model.contract.columns([item for item, _ in batch]))
         except Exception as exc:  # noqa: BLE001 - handed to every waiting request
             for _, future in batch:
                 if not future.done():
@@ -53,6 +55,6 @@ class MicroBatcher:
             return
         self.calls += 1
         self.rows += len(batch)
-        for (_, future), probability in zip(batch, probabilities.tolist(), strict=True):
+        for (_, future), output in zip(batch, outputs.tolist(), strict=True):
             if not future.done():
-                future.set_result((probability, model))
+                future.set_result((output, model))

@@ -1,9 +1,10 @@
 """The API's request/response contract for a served model.
 
-Titanic models (inputs Pclass, Sex, Age, SibSp, Parch, Fare and optionally Embarked) get the
+Titanic models (inputs Pclass, Sex, Age, SibSp, Parch, Fare and optionally Embarked; binary) get the
 hand-written `Passenger` schema with the field names users know and strict ranges. Any other model
 gets a schema derived from its MLflow signature. The contract also turns validated requests into the
-raw feature columns the predictor takes."""
+raw feature columns the predictor takes, and one row's output into the answer of the model's task
+(see answers.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+from mlscope import task as tasks
+from mlscope.errors import BadInput
+from mlscope.serving.answers import (  # noqa: F401 - the answer models, also importable from here
+    AnswerShape,
+    Explanation,
+    GenericAnswer,
+    ModelRef,
+    PassengerAnswer,
+    answer_shape,
+)
 
 TITANIC_FEATURES = {"pclass": "Pclass", "sex": "Sex", "age": "Age", "sibsp": "SibSp", "parch": "Parch",
                     "fare": "Fare", "embarked": "Embarked"}
@@ -58,57 +70,27 @@ class Passenger(BaseModel):
         default=None, description="Port of embarkation: S, C or Q (any letter case), or null.")
 
 
-class ModelRef(BaseModel):
-    name: str
-    version: str
-
-
-class Explanation(BaseModel):
-    """Interventional Shapley values of the probability, one per input field: exact, or approximate with a
-    standard error per value."""
-
-    base_value: float
-    contributions: dict[str, float]
-    exact: bool
-    standard_errors: dict[str, float] | None = Field(
-        default=None, description="Per input field, the standard error of its contribution; null when exact "
-                                  "(or when the estimate recorded none).")
-    model_output: str | None = Field(default=None, description="What is explained, e.g. 'probability of class 1'.")
-    algorithm: str | None = None
-    background_size: int
-    additivity_error: float = Field(description="|base_value + sum(contributions) - probability|.")
-
-
-class PassengerAnswer(BaseModel):
-    survived: Literal[0, 1] = Field(description="1 when the survival probability is above 0.5.")
-    probability: float = Field(description="Model probability of survival (class 1).")
-    prediction_text: Literal["Survived", "Did not survive"]
-    model: ModelRef
-    explanation: Explanation | None = None
-
-
-class GenericAnswer(BaseModel):
-    prediction: Literal[0, 1] = Field(description="1 when P(class 1) is above 0.5.")
-    probability: float = Field(description="Model probability of class 1.")
-    model: ModelRef
-    explanation: Explanation | None = None
-
-
 @dataclass(frozen=True)
 class Contract:
-    """How requests map to the model's raw features and how answers look."""
+    """How requests map to the model's raw features and how answers look (per task, see answers.py)."""
 
     kind: str  # "titanic" or "signature"
     request_model: type[BaseModel]
-    answer_model: type[BaseModel]
+    shape: AnswerShape
     fields: dict[str, str]  # request field -> raw feature
     numeric: tuple[str, ...]  # raw features taken as float64
     types: tuple[str, ...]  # one type name per field, part of the contract's identity
+    task: str = "binary"
+    classes: tuple[str, ...] = ()  # a multiclass model's labels as text, in its order
 
     @property
     def key(self) -> tuple[Any, ...]:
         """Two contracts with the same key accept and answer the same JSON."""
-        return self.kind, tuple(self.fields.items()), self.numeric, self.types
+        return self.kind, tuple(self.fields.items()), self.numeric, self.types, self.task, self.classes
+
+    @property
+    def answer_model(self) -> type[BaseModel]:
+        return self.shape.model
 
     @property
     def features(self) -> list[str]:
@@ -127,12 +109,22 @@ class Contract:
                 out[feature] = column
         return out
 
-    def answer(self, probability: float, model: dict[str, str]) -> dict[str, Any]:
-        label = int(probability > 0.5)
-        if self.kind == "titanic":
-            return {"survived": label, "probability": probability,
-                    "prediction_text": "Survived" if label else "Did not survive", "model": model}
-        return {"prediction": label, "probability": probability, "model": model}
+    def class_index(self, label: str | None) -> int | None:
+        """The position of class `label` (as answered) among a multiclass model's classes; None for None.
+        BadInput (field `explain_class`) for another task or an unknown label."""
+        if label is None:
+            return None
+        if not self.classes:
+            raise BadInput(f"explain_class is for multiclass models; this API serves a {self.task} model",
+                           field="explain_class")
+        if label not in self.classes:
+            raise BadInput(f"unknown class '{label}'; the model's classes are {', '.join(self.classes)}",
+                           field="explain_class")
+        return self.classes.index(label)
+
+    def answer(self, output: Any, model: dict[str, str]) -> dict[str, Any]:
+        """One row's answer from its output (a probability, a prediction, or a list of class probabilities)."""
+        return self.shape.build(output, model)
 
     def examples(self) -> list[dict[str, Any]]:
         if self.kind != "titanic":
@@ -144,15 +136,17 @@ def titanic_contract(features: Sequence[str]) -> Contract:
     """Passenger requests; `embarked` is accepted and ignored by a model that does not use the port."""
     fields = {name: raw for name, raw in TITANIC_FEATURES.items() if raw in features}
     numeric = tuple(f for f in TITANIC_NUMERIC if f in features)
-    return Contract("titanic", Passenger, PassengerAnswer, fields, numeric, tuple(fields))
+    return Contract("titanic", Passenger, answer_shape(tasks.BINARY, titanic=True), fields, numeric, tuple(fields))
 
 
 _SIGNATURE_TYPES: dict[str, type] = {"double": float, "float": float, "long": int, "integer": int,
                                      "boolean": bool, "string": str}
 
 
-def signature_contract(columns: Sequence[tuple[str, str, bool]]) -> Contract:
-    """A contract from signature columns (name, MLflow type name, required); null means missing."""
+def signature_contract(columns: Sequence[tuple[str, str, bool]], task: tasks.Task = tasks.BINARY,
+                       classes: Sequence[str] = ()) -> Contract:
+    """A contract from signature columns (name, MLflow type name, required; null means missing) for a
+    model of `task` (`classes`: a multiclass model's labels as text)."""
     definitions: dict[str, Any] = {}
     numeric = []
     for name, type_name, required in columns:
@@ -164,17 +158,19 @@ def signature_contract(columns: Sequence[tuple[str, str, bool]]) -> Contract:
         extra: dict[str, Any] = {"allow_inf_nan": False} if python_type is float else {}
         definitions[name] = (python_type | None, Field(... if required else None, **extra))
     request = create_model("ModelInput", __config__=ConfigDict(extra="forbid", strict=True), **definitions)
-    return Contract("signature", request, GenericAnswer, {name: name for name, _, _ in columns},
-                    tuple(numeric), tuple(f"{name}:{type_name}:{required}" for name, type_name, required in columns))
+    return Contract("signature", request, answer_shape(task, classes=classes), {name: name for name, _, _ in columns},
+                    tuple(numeric), tuple(f"{name}:{type_name}:{required}" for name, type_name, required in columns),
+                    task.name, tuple(classes))
 
 
-def contract_for(input_columns: Sequence[tuple[str, str, bool]]) -> Contract:
-    """The Titanic contract when the model takes the Titanic features, else one from the signature."""
+def contract_for(input_columns: Sequence[tuple[str, str, bool]], task: tasks.Task = tasks.BINARY,
+                 classes: Sequence[str] = ()) -> Contract:
+    """The Titanic contract when a binary model takes the Titanic features, else one from the signature."""
     names = {name for name, _, _ in input_columns}
     titanic = set(TITANIC_FEATURES.values())
-    if titanic - {"Embarked"} <= names <= titanic:
+    if task is tasks.BINARY and titanic - {"Embarked"} <= names <= titanic:
         return titanic_contract([name for name, _, _ in input_columns])
-    return signature_contract(input_columns)
+    return signature_contract(input_columns, task, classes)
 
 
 _NUMBER_TYPES = {int, float}

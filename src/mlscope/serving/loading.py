@@ -14,12 +14,13 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mlscope import task as tasks
 from mlscope.config import Settings
 from mlscope.errors import BadInput, NotFound
 from mlscope.explain.shapley import Explanation as ShapleyExplanation
-from mlscope.explain.live import LIVE_MAX_SECONDS
-from mlscope.explain.shapley import ShapleyExplainer, output_like
+from mlscope.explain.shapley import output_like
 from mlscope.serving.contract import Contract, contract_for
+from mlscope.serving.explaining import AnswerExplainer
 from mlscope.serving.predictor import Predictor, compile_predictor
 from mlscope.tracking.client import allow_model_loading, bind_fluent_api
 from mlscope.tracking.registry import HEADLINE_METRICS, first_line
@@ -41,7 +42,8 @@ class LoadedModel:
     model: Any
     loaded_at: str
     load_seconds: float
-    explainer: ShapleyExplainer | None = None
+    task: tasks.Task = tasks.BINARY
+    explainer: AnswerExplainer | None = None
     explain_unavailable: str | None = None
     _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -49,10 +51,15 @@ class LoadedModel:
     def ref(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version}
 
-    def probabilities(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        return self.predictor.positive(columns)
+    def outputs(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """The task's output per row (see `Predictor.outputs`)."""
+        return self.predictor.outputs(columns)
 
-    def explain(self, columns: dict[str, np.ndarray]) -> ShapleyExplanation:
+    def explain(self, columns: dict[str, np.ndarray], outputs: np.ndarray,
+                explain_class: str | None = None) -> list[ShapleyExplanation]:
+        """Explanations of what the answers from `outputs` report (multiclass: of class `explain_class`
+        when given), covering every row (`row_ids`: positions)."""
+        class_index = self.contract.class_index(explain_class)
         if self.explainer is None:
             raise BadInput(f"explanations are not available for this model: {self.explain_unavailable}",
                            field="explain")
@@ -61,13 +68,14 @@ class LoadedModel:
             if feature in rows:
                 rows[feature] = rows[feature].astype("float64")
         with self._explain_lock:
-            return self.explainer.explain(rows)
+            return self.explainer.explain(rows, outputs, class_index)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "alias": self.alias, "run_id": self.run_id,
+                "task": self.task.name, **({"classes": list(self.contract.classes)} if self.contract.classes else {}),
                 "metrics": self.metrics, "loaded_at": self.loaded_at, "load_seconds": round(self.load_seconds, 3),
                 "inference": self.predictor.kind,
-                "explanations": "exact Shapley values" if self.explainer is not None
+                "explanations": self.explainer.summary if self.explainer is not None
                 else f"unavailable: {self.explain_unavailable}",
                 "input_schema": self.contract.request_model.model_json_schema()}
 
@@ -97,6 +105,15 @@ def _input_columns(info: Any, model: Any) -> list[tuple[str, str, bool]]:
     return [(str(name), "double", True) for name in names]
 
 
+def class_labels(model: Any) -> list[str]:
+    """A classifier's labels as the API writes them (text), in its `classes_` order; BadInput when two
+    labels read the same."""
+    labels = [str(label) for label in model.classes_]
+    if len(set(labels)) != len(labels):
+        raise BadInput(f"the model's classes {labels} are not distinct as text", field="model")
+    return labels
+
+
 def _metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
     if not run_id:
         return {}
@@ -108,8 +125,8 @@ def _metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
     return headline or {k: float(v) for k, v in sorted(metrics.items())[:20]}
 
 
-def _explainer(client: MlflowClient, model: Any, run_id: str | None, features: list[str]
-               ) -> tuple[ShapleyExplainer | None, str | None]:
+def _explainer(client: MlflowClient, model: Any, run_id: str | None, features: list[str], task: tasks.Task
+               ) -> tuple[AnswerExplainer | None, str | None]:
     """An explainer over the background sample stored with the run's logged explanation."""
     from mlscope.explain.service import stored_explanation
 
@@ -125,8 +142,9 @@ def _explainer(client: MlflowClient, model: Any, run_id: str | None, features: l
     explanation, background = stored
     if sorted(background.columns) != sorted(features):
         return None, "the stored background's columns differ from the model's inputs"
-    return ShapleyExplainer(model, background[features], background_seed=explanation.metadata.get("background_seed"),
-                            output=output_like(explanation.metadata), max_seconds=LIVE_MAX_SECONDS), None
+    return AnswerExplainer(model, background[features], per_class=task is tasks.MULTICLASS,
+                           background_seed=explanation.metadata.get("background_seed"),
+                           output=output_like(explanation.metadata)), None
 
 
 def load_version(settings: Settings, client: MlflowClient, name: str, alias: str, version: str) -> LoadedModel:
@@ -147,18 +165,20 @@ def load_version(settings: Settings, client: MlflowClient, name: str, alias: str
             model = mlflow.sklearn.load_model(uri)
         except (MlflowException, OSError) as exc:
             raise BadInput(f"cannot load version {version} of '{name}': {first_line(exc)}", field="model") from None
-    if not hasattr(model, "predict_proba"):
-        raise BadInput(f"version {version} of '{name}' has no predict_proba", field="model")
+    task = tasks.infer_from_model(model)
+    if task is None:
+        raise BadInput(f"version {version} of '{name}' is neither a classifier (classes_ and predict_proba) nor a "
+                       "scikit-learn regressor; mlscope serve cannot tell what to answer", field="model")
     columns = _input_columns(info, model)
     try:
-        contract = contract_for(columns)
+        contract = contract_for(columns, task, class_labels(model) if task is tasks.MULTICLASS else ())
     except ValueError as exc:
         raise BadInput(str(exc), field="model") from None
-    predictor = compile_predictor(model, contract.features, list(contract.numeric))
+    predictor = compile_predictor(model, contract.features, list(contract.numeric), task=task)
     run_id = linked_run_id(client, model_version)
-    explainer, unavailable = _explainer(client, model, run_id, contract.features)
+    explainer, unavailable = _explainer(client, model, run_id, contract.features, task)
     return LoadedModel(
         name=name, version=str(version), alias=alias, run_id=run_id,
         metrics=_metrics(client, run_id), contract=contract, predictor=predictor, model=model,
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds"), load_seconds=time.perf_counter() - started,
-        explainer=explainer, explain_unavailable=unavailable)
+        task=task, explainer=explainer, explain_unavailable=unavailable)

@@ -1,20 +1,23 @@
-"""Inference for the prediction API: P(class 1) for batches of raw records, identical to the model's
-`predict_proba`, without scikit-learn's per-call overhead.
+"""Inference for the prediction API: the task's output for batches of raw records — P(class 1) of a
+binary classifier, every class's probability of a multiclass one, the prediction of a regressor —
+identical to the model's `predict_proba` / `predict`, without scikit-learn's per-call overhead.
 
 mlscope's pipelines (one single-column transformer per raw feature, then an estimator) are compiled
 into numpy: imputer statistics, scaler parameters and one-hot lookup tables applied with the same
 float operations scikit-learn performs, so the encoded matrix is bit-identical. Forests are evaluated
-by a tree traversal over flattened node arrays, logistic regression by the same matrix product and
-logistic function scikit-learn uses; any other estimator gets its own `predict_proba` on the matrix.
-Every other model is served by `predict_proba` on a DataFrame. A compiled predictor is checked
-against the model on probe records before it is used, and hands any input it cannot encode to finite
-numbers (infinities, unhashable categories, empty batches) to the model itself, so errors match too."""
+by a tree traversal over flattened node arrays, binary logistic regression by the same matrix product and
+logistic function scikit-learn uses; any other estimator gets its own `predict_proba` / `predict` on the
+matrix (see mlscope.estimators). Every other model is served by its own method on a DataFrame. A compiled
+predictor is checked against the model on probe records before it is used, and hands any input it cannot
+encode to finite numbers (infinities, unhashable categories, empty batches) to the model itself, so
+errors match too."""
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
@@ -24,7 +27,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from mlscope.estimators import Head, estimator_head
+from mlscope import task as tasks
+from mlscope.estimators import Head, estimator_head, prediction_head, probabilities_head
 from mlscope.explain.model_eval import block_layout, positive_class_index
 
 Columns = Mapping[str, np.ndarray]
@@ -34,17 +38,51 @@ _PROBE_TOLERANCE = 1e-12
 _UNSEEN = "\x00mlscope-unseen"
 
 
+@dataclass(frozen=True)
+class Output:
+    """What the API answers from, per task: read from the whole model on a DataFrame (`read`) or from its
+    final estimator on the encoded matrix (`head`); `method` names the model's own method."""
+
+    method: str
+    read: Callable[[Any], Callable[[pd.DataFrame], np.ndarray]]
+    head: Callable[[Any, Any, bool], tuple[Head, str]]  # (model, estimator, accelerate)
+
+
+def _positive_reader(model: Any) -> Callable[[pd.DataFrame], np.ndarray]:
+    index = positive_class_index(model)
+    return lambda frame: np.asarray(model.predict_proba(frame)[:, index], dtype=np.float64)
+
+
+OUTPUTS: dict[str, Output] = {
+    "binary": Output("predict_proba", _positive_reader,
+                     lambda model, estimator, accelerate: estimator_head(estimator, positive_class_index(model),
+                                                                         accelerate)),
+    "multiclass": Output("predict_proba",
+                         lambda model: lambda frame: np.asarray(model.predict_proba(frame), dtype=np.float64),
+                         lambda model, estimator, accelerate: probabilities_head(estimator, accelerate)),
+    "regression": Output("predict",
+                         lambda model: lambda frame: np.asarray(model.predict(frame), dtype=np.float64).reshape(-1),
+                         lambda model, estimator, accelerate: prediction_head(estimator, accelerate)),
+}
+
+
 class Predictor(ABC):
-    """P(class 1) for batches of raw records given as one array per raw feature."""
+    """The task's output for batches of raw records given as one array per raw feature."""
 
     features: list[str]
     numeric: list[str]
     kind: str
 
     @abstractmethod
+    def outputs(self, columns: Columns) -> np.ndarray:
+        """float64: (n,) P(class 1) of a binary classifier or (n,) predictions of a regressor, (n, classes)
+        probabilities in `classes_` order of a multiclass one. `columns` holds one 1-D array of length n
+        per raw feature: float64 with NaN for missing numbers, dtype object with str or None/NaN for
+        categories."""
+
     def positive(self, columns: Columns) -> np.ndarray:
-        """float64 array (n,) of P(class 1). `columns` holds one 1-D array of length n per raw feature:
-        float64 with NaN for missing numbers, dtype object with str or None/NaN for categories."""
+        """P(class 1) of a binary classifier (`outputs` under its older name)."""
+        return self.outputs(columns)
 
 
 def _numbers(values: np.ndarray) -> np.ndarray:
@@ -65,19 +103,22 @@ def _column(columns: Columns, feature: str, numeric: bool) -> np.ndarray:
 
 
 class SklearnPredictor(Predictor):
-    """Any model: a DataFrame (numbers float64, categories object with NaN) into `predict_proba`."""
+    """Any model: a DataFrame (numbers float64, categories object with NaN) into its `predict_proba`
+    (classifiers) or `predict` (regressors)."""
 
-    def __init__(self, model: Any, features: list[str], numeric: list[str], reason: str) -> None:
+    def __init__(self, model: Any, features: list[str], numeric: list[str], reason: str,
+                 task: tasks.Task = tasks.BINARY) -> None:
         self.model, self.features, self.numeric = model, list(features), list(numeric)
-        self.index = positive_class_index(model)
-        self.kind = f"scikit-learn predict_proba ({reason})"
+        output = OUTPUTS[task.name]
+        self.read = output.read(model)
+        self.kind = f"scikit-learn {output.method} ({reason})"
 
     def frame(self, columns: Columns) -> pd.DataFrame:
         numeric = set(self.numeric)
         return pd.DataFrame({f: _column(columns, f, f in numeric) for f in self.features}, columns=self.features)
 
-    def positive(self, columns: Columns) -> np.ndarray:
-        return np.asarray(self.model.predict_proba(self.frame(columns))[:, self.index], dtype=np.float64)
+    def outputs(self, columns: Columns) -> np.ndarray:
+        return self.read(self.frame(columns))
 
 
 # ---------------------------------------------------------------- preprocessing: one block per raw feature
@@ -250,14 +291,14 @@ class CompiledPredictor(Predictor):
         self.encoder, self.head, self.fallback, self.kind = encoder, head, fallback, kind
         self.features, self.numeric = fallback.features, fallback.numeric
 
-    def positive(self, columns: Columns) -> np.ndarray:
+    def outputs(self, columns: Columns) -> np.ndarray:
         n = len(columns[self.features[0]])
         try:
             matrix = self.encoder(columns, n) if n else None
         except TypeError:  # an unhashable category: let scikit-learn answer (or raise) as it would
             matrix = None
         if matrix is None or not np.isfinite(matrix).all():
-            return self.fallback.positive(columns)
+            return self.fallback.outputs(columns)
         return self.head(matrix)
 
 
@@ -303,11 +344,11 @@ def _self_check(predictor: CompiledPredictor) -> str | None:
     """None when the compiled path equals the model on the probe records, else why not."""
     probe = _probe(predictor)
     try:
-        expected = predictor.fallback.positive(probe)
+        expected = predictor.fallback.outputs(probe)
     except Exception as exc:  # noqa: BLE001 - a transformer that rejects the probe: nothing to compare
         return f"self-check not possible: {type(exc).__name__}"
     try:
-        got = predictor.positive(probe)
+        got = predictor.outputs(probe)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, the model itself still answers
         return f"self-check failed: {type(exc).__name__}: {exc}"
     if got.shape != expected.shape or not np.allclose(got, expected, rtol=0.0, atol=_PROBE_TOLERANCE):
@@ -316,33 +357,35 @@ def _self_check(predictor: CompiledPredictor) -> str | None:
 
 
 def _compile(model: Any, layout: list[tuple[str, Any]], features: list[str], numeric: list[str],
-             accelerate: bool) -> CompiledPredictor:
+             task: tasks.Task, accelerate: bool) -> CompiledPredictor:
     encoder, delegated = _encoder(layout, set(numeric))
     estimator = model.steps[-1][1]
     if getattr(estimator, "n_features_in_", encoder.width) != encoder.width:
         raise ValueError("the estimator's input width differs from the preprocessor's output")
-    head, head_kind = estimator_head(estimator, positive_class_index(model), accelerate)
+    head, head_kind = OUTPUTS[task.name].head(model, estimator, accelerate)
     encoders = f"{len(features) - len(delegated)} per-feature encoders"
     if delegated:
         encoders += f" + scikit-learn transformers for {', '.join(delegated)}"
-    fallback = SklearnPredictor(model, features, numeric, "for input the compiled path cannot encode")
+    fallback = SklearnPredictor(model, features, numeric, "for input the compiled path cannot encode", task)
     return CompiledPredictor(encoder, head, fallback, f"compiled: {encoders} + {head_kind}")
 
 
-def compile_predictor(model: Any, features: list[str], numeric: list[str], *,
+def compile_predictor(model: Any, features: list[str], numeric: list[str], *, task: tasks.Task | None = None,
                       accelerate: bool = True) -> Predictor:
-    """The fastest exact predictor for `model`: compiled when its pipeline is one mlscope builds (or
-    close enough to be verified), else scikit-learn's `predict_proba`. `accelerate` allows the numba
-    forest kernel when numba is importable."""
+    """The fastest exact predictor of `task`'s output (default: the model's task, else binary) for
+    `model`: compiled when its pipeline is one mlscope builds (or close enough to be verified), else the
+    model's own `predict_proba` / `predict`. `accelerate` allows the numba forest kernel when numba is
+    importable."""
+    task = task or tasks.infer_from_model(model) or tasks.BINARY
     layout = block_layout(model, features)
     reason = _unfit(model, layout)
     if reason is None:
         try:
-            predictor = _compile(model, layout, features, numeric, accelerate)
+            predictor = _compile(model, layout, features, numeric, task, accelerate)
         except (AttributeError, TypeError, ValueError, NotImplementedError) as exc:
             reason = f"cannot compile: {exc}"
         else:
             reason = _self_check(predictor)
             if reason is None:
                 return predictor
-    return SklearnPredictor(model, features, numeric, reason)
+    return SklearnPredictor(model, features, numeric, reason, task)

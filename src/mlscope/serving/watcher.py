@@ -30,6 +30,10 @@ class Target:
     alias: str
 
 
+def _task_words(contract: Contract) -> str:
+    return f"{contract.task} ({', '.join(contract.classes)})" if contract.classes else contract.task
+
+
 Loader = Callable[[Settings, MlflowClient, str, str, str], LoadedModel]
 
 
@@ -84,8 +88,12 @@ class ModelWatcher:
         except Exception as exc:  # noqa: BLE001 - registry outages surface as many exception types
             return self._failed(f"{type(exc).__name__}: {first_line(exc)}")
         if self.contract is not None and loaded.contract.key != self.contract.key:
-            why = (f"version {version} takes different inputs than the API serves "
-                   f"(version {current.version if current else '?'}); restart to serve it")
+            served = f"version {current.version if current else '?'}"
+            if (loaded.contract.task, loaded.contract.classes) != (self.contract.task, self.contract.classes):
+                why = (f"version {version} answers as a {_task_words(loaded.contract)} model, the API as a "
+                       f"{_task_words(self.contract)} one ({served}); restart to serve it")
+            else:
+                why = f"version {version} takes different inputs than the API serves ({served}); restart to serve it"
             self._refused = (version, why)
             return self._failed(why)
         self.contract = self.contract or loaded.contract
