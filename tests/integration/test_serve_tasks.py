@@ -96,7 +96,9 @@ def register(store: Store, name: str, make: Any, estimator: Any, explain: bool =
     version = str(info.registered_model_version)
     store.client().set_registered_model_alias(name, "production", version)
     if explain:
-        explain_run(settings, run.info.run_id, data=X.sample(60, random_state=1))
+        classes = getattr(model, "classes_", None)  # a multiclass model is explained one class at a time
+        explain_run(settings, run.info.run_id, data=X.sample(60, random_state=1),
+                    output_class=None if classes is None or len(classes) == 2 else classes[0])
     return Served(name, model, X, run.info.run_id, version)
 
 
@@ -199,9 +201,9 @@ def brute_force_shapley(f: Any, x: pd.DataFrame, background: pd.DataFrame) -> tu
 
 
 def stored_background(store: Store, run_id: str) -> pd.DataFrame:
-    from mlscope.explain.service import stored_explanation
+    from mlscope.explain.service import stored_any_explanation
 
-    stored = stored_explanation(store.client(), run_id)
+    stored = stored_any_explanation(store.client(), run_id)
     assert stored is not None
     return stored[1]
 

@@ -55,6 +55,22 @@ def stored_explanation(client: MlflowClient, run_id: str, name: str = artifacts.
     return artifacts.from_json(payload) if payload is not None else None
 
 
+def stored_any_explanation(client: MlflowClient, run_id: str) -> tuple[Explanation, pd.DataFrame] | None:
+    """The run's test explanation, else one of its per-class ones (`test-class-<label>`, multiclass): what a
+    caller that needs only the background sample (and its seed) reads."""
+    stored = stored_explanation(client, run_id)
+    if stored is not None:
+        return stored
+    with proxied_artifacts():
+        names = sorted(a.path for a in client.list_artifacts(run_id, artifacts.FOLDER))
+    prefix = f"{artifacts.FOLDER}/{artifacts.TEST_SPLIT}-class-"
+    per_class = [name for name in names if name.startswith(prefix) and name.endswith(".json")]
+    if not per_class:
+        return None
+    payload = _download_json(client, run_id, per_class[0].removeprefix(f"{artifacts.FOLDER}/").removesuffix(".json"))
+    return artifacts.from_json(payload) if payload is not None else None
+
+
 def load_model(settings: Settings, run_id: str, local: Path | None = None) -> Any:
     """The run's sklearn model (mlscope's or any `mlflow.sklearn` model, e.g. from autolog), from the store
     or from `local`, the run's `model` folder already downloaded."""

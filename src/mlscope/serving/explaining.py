@@ -1,11 +1,9 @@
 """Explanations of the served answers, per task: the probability of class 1 (binary), the prediction
 (regression), the probability of the answered class (multiclass).
 
-The Shapley engine explains one output of a model: P(positive class) of a classifier, the prediction of a
-regressor. A multiclass answer is explained through a view of the model whose positive class is the
-answered class (`ClassView`): one explainer per class, built on first use, each exact under the engine's
-rules for that view (every coalition enumerated up to 12 raw features; sampled with standard errors above,
-since the engine's closed forms read the model's own estimator)."""
+A multiclass answer is explained through the engine's `output_class`: one explainer per class, built on
+first use, each under the engine's rules for that class's probability (exact through the tree path at any
+width for forests, by enumeration up to 12 raw features, else sampled with standard errors)."""
 
 from __future__ import annotations
 
@@ -14,44 +12,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
-from sklearn.pipeline import Pipeline
 
 from mlscope.explain.live import LIVE_MAX_SECONDS
-from mlscope.explain.shapley import MAX_EXACT_FEATURES, SAMPLING, Explanation, ShapleyExplainer
-
-_REST = "\x00other classes"
-
-
-class ClassView(BaseEstimator):
-    """A fitted classifier seen as a binary one whose positive class is its class number `index`:
-    `predict_proba` gives (1 - P(class), P(class)) and `classes_` ends with that class."""
-
-    def __init__(self, estimator: Any = None, index: int = 0) -> None:
-        self.estimator, self.index = estimator, index
-
-    @property
-    def classes_(self) -> np.ndarray:
-        return np.array([_REST, self.estimator.classes_[self.index]], dtype=object)
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return True
-
-    def fit(self, X: Any, y: Any = None) -> ClassView:
-        raise NotImplementedError("a view of a fitted classifier is not trained")
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        probability = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)[:, self.index]
-        return np.column_stack([1.0 - probability, probability])
-
-
-def class_view(model: Any, index: int) -> Any:
-    """`model` (a Pipeline keeps its preprocessing steps, so the engine's fast paths still apply) with
-    class number `index` as its positive class."""
-    if isinstance(model, Pipeline):
-        *steps, (name, estimator) = model.steps
-        return Pipeline([*steps, (name, ClassView(estimator, index))])
-    return ClassView(model, index)
+from mlscope.explain.shapley import SAMPLING, Explanation, ShapleyExplainer
 
 
 class AnswerExplainer:
@@ -68,8 +31,8 @@ class AnswerExplainer:
         self._explainers: dict[int | None, ShapleyExplainer] = {}
         self._lock = threading.Lock()
         if per_class:
-            self.summary = ("Shapley values of the answered class's probability (exact up to "
-                            f"{MAX_EXACT_FEATURES} inputs, else with standard errors)")
+            self.summary = ("Shapley values of the answered class's probability (exact where the engine's "
+                            "paths allow, else with standard errors)")
         else:
             explainer = self._explainer(None)
             self.summary = ("exact Shapley values" if explainer.path != SAMPLING
@@ -78,8 +41,9 @@ class AnswerExplainer:
     def _explainer(self, index: int | None) -> ShapleyExplainer:
         """The explainer of class number `index`'s probability, or of the model's own output (None)."""
         if index not in self._explainers:
-            model = self.model if index is None else class_view(self.model, index)
-            self._explainers[index] = ShapleyExplainer(model, self.background, **self.options)
+            label = None if index is None else self.model.classes_[index]
+            self._explainers[index] = ShapleyExplainer(self.model, self.background, output_class=label,
+                                                       **self.options)
         return self._explainers[index]
 
     def explain(self, rows: pd.DataFrame, outputs: np.ndarray, class_index: int | None = None) -> list[Explanation]:

@@ -128,17 +128,18 @@ def _metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
 def _explainer(client: MlflowClient, model: Any, run_id: str | None, features: list[str], task: tasks.Task
                ) -> tuple[AnswerExplainer | None, str | None]:
     """An explainer over the background sample stored with the run's logged explanation."""
-    from mlscope.explain.service import stored_explanation
+    from mlscope.explain.service import stored_any_explanation
 
     if not run_id:
         return None, "the version has no source run"
     try:
-        stored = stored_explanation(client, run_id)
+        stored = stored_any_explanation(client, run_id)
     except (MlflowException, OSError, ValueError) as exc:
         return None, f"could not read the run's explanation: {first_line(exc)}"
     if stored is None:
         return None, (f"run {run_id} has no logged explanation to take the background sample from "
-                      f"(compute one with `mlscope explain {run_id} --data FILE.csv`)")
+                      f"(compute one with `mlscope explain {run_id} --data FILE.csv`, with --class LABEL for a "
+                      "multiclass model)")
     explanation, background = stored
     if sorted(background.columns) != sorted(features):
         return None, "the stored background's columns differ from the model's inputs"
