@@ -14,7 +14,6 @@ from sklearn import metrics as skm
 
 from mlscope.task import TASK_TAG
 from mlscope.tracking import registry
-from mlscope.training.track import EXPLAIN_SKIPPED_TAG
 from tests.conftest import Store, invoke
 
 pytestmark = pytest.mark.slow
@@ -116,7 +115,7 @@ def test_regression_folds_are_plain_k_fold(diabetes, tmp_path: Path) -> None:
 def test_regression_explanations_explain_the_prediction(diabetes, tmp_path: Path) -> None:
     store, _ = diabetes
     for name, run in _runs(store, "diabetes").items():
-        assert "mlscope.explain_error" not in run.data.tags and EXPLAIN_SKIPPED_TAG not in run.data.tags
+        assert "mlscope.explain_error" not in run.data.tags
         explanation = json.loads(_download(store, run, "explanations/test.json", tmp_path).read_text())
         assert explanation["metadata"]["model_output"] == "prediction" and explanation["metadata"]["exact"]
         predictions = pd.read_csv(_download(store, run, "predictions.csv", tmp_path)).set_index("row")
@@ -179,13 +178,31 @@ def test_multiclass_runs_metrics_and_artifacts(wine, tmp_path: Path) -> None:
     assert "Multiclass classification: experiment 'wine' → model 'wine-cultivar'" in result.output
 
 
-def test_multiclass_explanations_are_skipped_with_a_note(wine) -> None:
-    store, result = wine
+def test_multiclass_runs_log_one_explanation_per_class(wine, tmp_path: Path) -> None:
+    store, _ = wine
     client = store.client()
-    for run in _runs(store, "wine").values():
-        assert "multiclass models are not explained yet" in run.data.tags[EXPLAIN_SKIPPED_TAG]
-        assert client.list_artifacts(run.info.run_id, "explanations") == []
-    assert "Explanations skipped: multiclass models are not explained yet" in result.output
+    for name, run in _runs(store, "wine").items():
+        assert "mlscope.explain_error" not in run.data.tags, name
+        (tmp_path / name).mkdir()
+        listed = {a.path.removeprefix("explanations/") for a in client.list_artifacts(run.info.run_id, "explanations")}
+        assert {f"test-class-{label}.json" for label in WINE_CLASSES} <= listed, (name, listed)
+        predictions = pd.read_csv(_download(store, run, "predictions.csv", tmp_path / name)).set_index("row")
+        values = []
+        for label in WINE_CLASSES:
+            stored = json.loads(_download(store, run, f"explanations/test-class-{label}.json", tmp_path / name)
+                                .read_text())
+            output = stored["metadata"]["model_output"]
+            outputs = np.asarray(stored["outputs"], dtype=float)
+            if output == f"probability of class {label}":
+                expected = predictions.loc[stored["row_ids"], f"probability_{label}"].to_numpy(dtype=float)
+                assert np.max(np.abs(outputs - expected)) <= 1e-6, (name, label)  # the logged probabilities
+            else:  # 13 features: a linear or boosted model is exact in its margin (the engine's rule)
+                assert output == f"softmax logit of class {label}" and stored["metadata"]["exact"], (name, output)
+            phi = np.asarray(stored["values"], dtype=float)
+            assert np.max(np.abs(stored["base_value"] + phi.sum(axis=1) - outputs)) <= 1e-6  # adds up
+            values.append(phi)
+        if output.startswith("probability") and stored["metadata"]["exact"]:
+            assert np.max(np.abs(sum(values))) <= 1e-6  # exact probabilities sum to 1: each feature's values to 0
 
 
 def test_multiclass_demo_promotes_the_best_macro_f1(wine) -> None:
@@ -329,6 +346,9 @@ def test_a_multiclass_run_is_explained_one_class_at_a_time_by_the_cli(wine, tmp_
 
         mlflow.set_tracking_uri(store.uri)
         model = mlflow.sklearn.load_model(f"runs:/{run.info.run_id}/model")
+    logged = invoke(store, "explain", run.info.run_id, "--class", "class_1")  # training logged every class
+    assert logged.exit_code == 0, logged.output
+    assert "(cached artifact)" in logged.output and "probability of class class_1" in logged.output
     shown = float(explained.output.split("P(class class_2) = ")[1].split()[0])
     assert shown == pytest.approx(model.predict_proba(frame.head(1))[0, 2], abs=1e-4)
 

@@ -171,9 +171,6 @@ def run_training(settings: Settings, dataset: Dataset, experiments: Path | None,
     elif report.best_version:
         console.print(f"[bold]Best:[/] version {report.best_version} (an earlier run) by "
                       f"{report.selection.metric} = {report.best_value:.4f}")
-    skipped = {r.explain_skipped for r in report.results if r.explain_skipped}
-    for reason in sorted(skipped):
-        console.print(f"[bold]Explanations skipped:[/] {reason}", highlight=False)
     for event in report.alias_events:
         moved = f" (was v{event.previous_version})" if event.previous_version else ""
         console.print(f"Alias [bold]{event.alias}[/] → version {event.version}{moved}")

@@ -433,7 +433,8 @@ def _download_model(settings: Settings, run_id: str, into: Path) -> Path | None:
 
 
 _MULTICLASS_NOTE = ("a multiclass model is explained one class at a time, which the dashboard does not show "
-                    "yet: use `mlscope explain {run_id} --class LABEL --data file.csv`")
+                    "yet: use `mlscope explain {run_id} --class LABEL` (add --data file.csv for a run mlscope "
+                    "did not train)")
 
 
 def compute_plan(settings: Settings, run_id: str, local: Path | None = None, run: Run | None = None

@@ -135,7 +135,12 @@ def explain_run(settings: Settings, run_id: str, *, records: list[dict[str, Any]
     a binary one (default: the positive class)."""
     client = make_client(settings)
     _get_run(client, run_id)
-    stored = stored_explanation(client, run_id)
+    per_class = None if output_class is None else f"{artifacts.TEST_SPLIT}-class-{task.metric_key(output_class)}"
+    if records is None and data is None and per_class is not None:  # logged by training, or computed before
+        cached = _download_json(client, run_id, per_class)
+        if cached is not None:
+            return artifacts.from_json(cached)[0], True
+    stored = stored_explanation(client, run_id) if output_class is None else stored_any_explanation(client, run_id)
     if records is None and stored is not None and output_class is None:
         return stored[0], True
     if stored is not None:
@@ -160,20 +165,15 @@ def explain_run(settings: Settings, run_id: str, *, records: list[dict[str, Any]
         raise BadInput(f"data lacks the model's feature(s): {', '.join(missing)}", field="data")
     background = background[features]
     if records is None and data is None:  # the logged test rows, explained for another class
-        rows, name, ids = stored[0].data[features], f"{artifacts.TEST_SPLIT}-class-{output_class}", list(
-            stored[0].row_ids)
-        cached = _download_json(client, run_id, name)
-        if cached is not None:
-            return artifacts.from_json(cached)[0], True
+        assert stored is not None and per_class is not None
+        rows, name, ids = stored[0].data[features], per_class, list(stored[0].row_ids)
     elif records is None:
-        rows, name, ids = data[features], artifacts.TEST_SPLIT, list(range(len(data)))
-        if output_class is not None:
-            name = f"{name}-class-{output_class}"
+        rows, name, ids = data[features], per_class or artifacts.TEST_SPLIT, list(range(len(data)))
     else:
         rows = coerce_rows(records, features, background)
         name, ids = _cache_name(rows, background), list(range(len(rows)))
         if output_class is not None:
-            name = f"{name}-class-{output_class}"
+            name = f"{name}-class-{task.metric_key(output_class)}"
         cached = _download_json(client, run_id, name)
         if cached is not None:
             return artifacts.from_json(cached)[0], True

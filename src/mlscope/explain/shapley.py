@@ -196,6 +196,8 @@ class ShapleyExplainer:
                 base = 1 + base
         if kind == PREDICTION:
             what = "prediction"
+        elif classes is not None and kind == LOG_ODDS and len(classes) > 2:
+            what = f"softmax logit of class {classes[self.column]}"  # a multinomial model's margin, not log-odds
         elif classes is not None:
             what = f"{kind} of class {classes[self.column]}"
         else:
@@ -370,6 +372,8 @@ def _exact(x_codes: np.ndarray, cardinalities: np.ndarray,
 
 
 def explain_rows(model: Any, background: pd.DataFrame, background_seed: int | None, rows: pd.DataFrame,
-                 row_ids: list[Any] | None = None) -> Explanation:
-    """One call for the worker pool: explain `rows` of `model` against `background`."""
-    return ShapleyExplainer(model, background, background_seed=background_seed).explain(rows, row_ids)
+                 row_ids: list[Any] | None = None, output_class: Any = None) -> Explanation:
+    """One call for the worker pool: explain `rows` of `model` against `background` (one class's
+    probability of a multiclass model when `output_class` is given)."""
+    return ShapleyExplainer(model, background, background_seed=background_seed, output_class=output_class
+                            ).explain(rows, row_ids)

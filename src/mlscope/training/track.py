@@ -24,7 +24,7 @@ import mlscope
 from mlscope.data.loader import Dataset
 from mlscope.explain import artifacts as explain_artifacts
 from mlscope.explain.shapley import explain_rows, sample_background
-from mlscope.task import TASK_TAG, Task
+from mlscope.task import MULTICLASS, TASK_TAG, Task, metric_key
 from mlscope.training import artifacts, fitting, workers
 from mlscope.training.experiments import ExperimentSpec, ExplainSpec
 from mlscope.training.prepare import Split
@@ -35,11 +35,9 @@ from mlscope.training.prepare import Split
 # re-loads the file to check it. cloudpickle is faster and accepts any estimator a TOML file names.
 SERIALIZATION = "cloudpickle"
 StepHook = Callable[[str], None]
-EXPLAIN_SKIPPED_TAG = "mlscope.explain.skipped"
 # The Shapley engine explains one output per row (the probability of the positive class, or the prediction).
-# A multiclass model has one probability per class; explaining only the last one would mislead.
-EXPLAIN_SKIPPED = {"multiclass": "multiclass models are not explained yet (the engine explains one output per "
-                                 "row, not each class's probability)"}
+# A multiclass model has one probability per class: each is explained on its own, in its own file.
+PER_CLASS_NAME = "{split}-class-{label}"
 
 
 @dataclass
@@ -55,15 +53,17 @@ class RunResult:
     seconds: float = 0.0
     version: str | None = None
     pending_explanation: PendingExplanation | None = None
-    explain_skipped: str | None = None
 
 
 @dataclass(frozen=True)
 class PendingExplanation:
-    """The Shapley explanation of a run's test split, computing on the worker pool."""
+    """The Shapley explanation of a run's test split, computing on the worker pool (a multiclass model:
+    one per class, named by `names`)."""
 
     future: Any
     background: pd.DataFrame
+    names: tuple[str, ...] = (explain_artifacts.TEST_SPLIT,)
+    futures: tuple[Any, ...] = ()
 
 
 @cache
@@ -189,9 +189,13 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
     test_metrics = task.score(split.y_test.to_numpy(), outputs, classes)
     background = sample_background(split.X_train, explain.background_size, explain.background_seed)
     explaining = None
-    if explain.enabled and task.name in EXPLAIN_SKIPPED:
-        result.explain_skipped = EXPLAIN_SKIPPED[task.name]
-        client.set_tag(run_id, EXPLAIN_SKIPPED_TAG, result.explain_skipped)
+    per_class = explain.enabled and task is MULTICLASS
+    if per_class:
+        labels = list(pipeline.classes_)
+        jobs = workers.submit_all([(explain_rows, (pipeline, background, explain.background_seed, split.X_test,
+                                                   split.test_ids.tolist(), label)) for label in labels])
+        names = tuple(PER_CLASS_NAME.format(split=explain_artifacts.TEST_SPLIT, label=metric_key(label))
+                      for label in labels)
     elif explain.enabled:
         explaining = workers.submit_all([(explain_rows, (pipeline, background, explain.background_seed, split.X_test,
                                                          split.test_ids.tolist()))])[0]
@@ -230,6 +234,8 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
 
     if explaining is not None:
         result.pending_explanation = PendingExplanation(explaining, background)
+    elif per_class:
+        result.pending_explanation = PendingExplanation(None, background, names, tuple(jobs))
 
 
 def log_explanation(client: MlflowClient, result: RunResult) -> None:
@@ -244,16 +250,22 @@ def log_explanation(client: MlflowClient, result: RunResult) -> None:
         return
     result.pending_explanation = None
     background = pending.background
+    futures = pending.futures or (pending.future,)
     try:
-        explanation = pending.future.result()
+        explanations = [future.result() for future in futures]
     except Exception as exc:  # noqa: BLE001 - reported on the run, training goes on
         client.set_tag(run_id, "mlscope.explain_error", f"{type(exc).__name__}: {exc}".splitlines()[0][:4000])
         return
     with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
         folder = Path(tmp)
-        explain_artifacts.write(explanation, background, folder)
-        explain_artifacts.plot_importance(explanation, f"{spec.title}: mean |SHAP|", folder / "shap_importance.png")
-        explain_artifacts.plot_beeswarm(explanation, f"{spec.title}: SHAP values", folder / "shap_beeswarm.png")
+        for explanation, name in zip(explanations, pending.names, strict=True):
+            explain_artifacts.write(explanation, background, folder, name)
+            suffix = name.removeprefix(explain_artifacts.TEST_SPLIT)  # "" or "-class-<label>"
+            what = f" ({explanation.metadata.get('model_output')})" if suffix else ""
+            explain_artifacts.plot_importance(explanation, f"{spec.title}: mean |SHAP|{what}",
+                                              folder / f"shap_importance{suffix}.png")
+            explain_artifacts.plot_beeswarm(explanation, f"{spec.title}: SHAP values{what}",
+                                            folder / f"shap_beeswarm{suffix}.png")
         try:
             client.log_artifacts(run_id, str(folder), artifact_path=explain_artifacts.FOLDER)
         except Exception as exc:  # noqa: BLE001 - the store failed after MLflow's retries: say so on the run
