@@ -368,3 +368,14 @@ def test_the_dashboard_says_how_to_explain_a_multiclass_run(wine) -> None:
     assert view["available"] is False and view["can_compute"] is False
     assert view["compute_reason"].startswith("a multiclass model is explained one class at a time")
     assert pressed.status_code == 422 and "mlscope explain" in pressed.json()["error"]["message"]
+
+
+def test_the_runs_command_shows_the_regression_metrics_best_by_rmse(diabetes) -> None:
+    store, _ = diabetes
+    result = invoke(store, "runs", "--experiment", "diabetes")
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "rmse" in line and "run" in line)
+    assert [word for word in ("rmse", "mae", "r2", "mape", "max_error") if word in header] == \
+        ["rmse", "mae", "r2", "mape", "max_error"] and "roc_auc" not in header
+    best = min(_runs(store, "diabetes").values(), key=lambda run: run.data.metrics["rmse"])
+    assert f"★ best by rmse" in result.output and "(lower is better): " + best.info.run_name in result.output

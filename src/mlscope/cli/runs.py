@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from mlscope import task
 from mlscope.cli.common import console, settings_of, user_errors
 from mlscope.errors import BadInput
 
@@ -38,7 +39,9 @@ def runs(
         name = experiment or settings.experiment_name
         overview = run_list(make_client(settings), name, model_name or settings.model_name, metric, direction,
                             filter_string, index, headline=settings.headline_metric)
-        present = [c for c in COLUMNS if any(c in run.metrics for run in overview.runs)]
+        kinds = {task.infer_from_run({}, run.metrics) for run in overview.runs} - {None}
+        order = kinds.pop().metric_names if len(kinds) == 1 else COLUMNS  # the runs' task's metrics
+        present = [c for c in order if any(c in run.metrics for run in overview.runs)]
         columns = present if overview.metric in present else [*present, overview.metric]
         table = Table(title=f"{len(overview.runs)} run(s) of experiment '{name}'", title_justify="left",
                       header_style="bold")
