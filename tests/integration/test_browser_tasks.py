@@ -99,3 +99,21 @@ def test_the_explain_view_of_a_regressor_explains_its_prediction(site: Site, pag
         page.wait_for_selector(f"[data-chart={name}] .main-svg", timeout=60_000)
     meta = page.inner_text("[data-meta]")
     assert "exact Shapley values" in meta and "prediction" in meta
+
+
+def test_the_explain_view_of_a_multiclass_run_picks_a_class(site: Site, page: Any) -> None:
+    page.goto(f"{site.url}/runs/{site.wine['random-forest']}/explain")
+    for name in ("importance", "beeswarm", "waterfall"):
+        page.wait_for_selector(f"[data-chart={name}] .main-svg", timeout=60_000)
+    assert page.is_visible("[data-class-picker]")
+    options = page.locator("select[data-class] option").all_inner_texts()
+    assert options == ["class_0", "class_1", "class_2"] and page.input_value("select[data-class]") == "class_0"
+    assert "probability of class class_0" in page.inner_text("[data-meta]")
+    page.select_option("select[data-class]", "class_2")
+    page.wait_for_url("**class=class_2**")
+    for name in ("importance", "waterfall"):
+        page.wait_for_selector(f"[data-chart={name}] .main-svg", timeout=60_000)
+    assert page.input_value("select[data-class]") == "class_2"
+    assert "probability of class class_2" in page.inner_text("[data-meta]")
+    page.wait_for_function("() => document.querySelector('[data-probability]').textContent"
+                           ".startsWith('P(class class_2) = ')")

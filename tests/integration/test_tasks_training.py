@@ -353,7 +353,7 @@ def test_a_multiclass_run_is_explained_one_class_at_a_time_by_the_cli(wine, tmp_
     assert shown == pytest.approx(model.predict_proba(frame.head(1))[0, 2], abs=1e-4)
 
 
-def test_the_dashboard_says_how_to_explain_a_multiclass_run(wine) -> None:
+def test_the_dashboard_api_explains_a_multiclass_run_per_class(wine) -> None:
     from fastapi.testclient import TestClient
 
     from mlscope.web.app import create_app
@@ -364,10 +364,21 @@ def test_the_dashboard_says_how_to_explain_a_multiclass_run(wine) -> None:
     with mlflow_state_kept():
         http = TestClient(create_app(store.settings()))
         view = http.get(f"/api/runs/{run.info.run_id}/explanation").json()
+        picked = http.get(f"/api/runs/{run.info.run_id}/explanation", params={"class": "class_1"}).json()
+        unknown = http.get(f"/api/runs/{run.info.run_id}/explanation", params={"class": "merlot"})
+        what_if = http.post(f"/api/runs/{run.info.run_id}/explanation/what-if", params={"class": "class_1"},
+                            json={"record": {}})
         pressed = http.post(f"/api/runs/{run.info.run_id}/explanation")
-    assert view["available"] is False and view["can_compute"] is False
-    assert view["compute_reason"].startswith("a multiclass model is explained one class at a time")
-    assert pressed.status_code == 422 and "mlscope explain" in pressed.json()["error"]["message"]
+    assert view["available"] is True and view["classes"] == WINE_CLASSES and view["output_class"] == "class_0"
+    assert view["metadata"]["model_output"].endswith("of class class_0")
+    assert picked["output_class"] == "class_1" and picked["positive_label"] == "class class_1"
+    assert picked["metadata"]["model_output"].endswith("of class class_1")
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "class"
+    assert unknown.json()["error"]["message"] == ("unknown class 'merlot'; the run's explained classes are "
+                                                  "class_0, class_1, class_2")
+    assert what_if.status_code == 200 and what_if.json()["metadata"]["model_output"].endswith("of class class_1")
+    # the test explanation (binary-style) is not computed for a multiclass model: it says why
+    assert pressed.status_code == 422 and "one class at a time" in pressed.json()["error"]["message"]
 
 
 def test_the_runs_command_shows_the_regression_metrics_best_by_rmse(diabetes) -> None:

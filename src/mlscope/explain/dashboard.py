@@ -114,6 +114,9 @@ class ExplanationView(BaseModel):
     experiment: str | None
     model_type: str | None
     positive_label: str = Field(default="class 1", description="What the explained probability is of.")
+    classes: list[str] = Field(default_factory=list, description="A multiclass run: the classes it has an "
+                               "explanation of (pick one with `?class=`); empty otherwise.")
+    output_class: str | None = Field(default=None, description="The class explained here (multiclass runs).")
     available: bool
     missing: str | None = None
     can_compute: bool = False
@@ -236,18 +239,21 @@ def _passengers(run: Run, explanation: Explanation) -> dict[Any, tuple[str, int]
     return found
 
 
-def _stored(sessions: ExplainSessions, run_id: str) -> tuple[Explanation, pd.DataFrame] | None:
+def _stored(sessions: ExplainSessions, run_id: str, output_class: str | None = None
+            ) -> tuple[Explanation, pd.DataFrame] | None:
     try:
-        return sessions.stored(run_id)
+        return sessions.stored(run_id, output_class)
     except ValueError as exc:
         raise BadInput(f"the run's stored explanation cannot be read: {exc}", field="run_id") from None
 
 
-def _require(sessions: ExplainSessions, run_id: str, field: str = "run_id") -> tuple[Run, Explanation, pd.DataFrame]:
+def _require(sessions: ExplainSessions, run_id: str, field: str = "run_id", output_class: str | None = None
+             ) -> tuple[Run, Explanation, pd.DataFrame]:
     run = _run(sessions.client, run_id, field)
-    stored = _stored(sessions, run_id)
+    stored = _stored(sessions, run_id, output_class)
     if stored is None:
-        raise NotFound(f"run '{run_id}' has no stored explanation", field=field)
+        what = f" of class '{output_class}'" if output_class is not None else ""
+        raise NotFound(f"run '{run_id}' has no stored explanation{what}", field="class" if what else field)
     return run, stored[0], stored[1]
 
 
@@ -279,13 +285,26 @@ def _metadata(explanation: Explanation, run_name: str, model_type: str | None) -
         run_name=run_name, model_type=model_type)
 
 
-def explanation_view(sessions: ExplainSessions, run_id: str, run: Run | None = None) -> ExplanationView:
-    """Everything the explain view draws from a run's stored explanation, or why there is none."""
+def explanation_view(sessions: ExplainSessions, run_id: str, run: Run | None = None,
+                     output_class: str | None = None) -> ExplanationView:
+    """Everything the explain view draws from a run's stored explanation, or why there is none. A multiclass
+    run's explanations are per class: `output_class` picks one (default: the first logged)."""
     run = run or _run(sessions.client, run_id)
-    header = {"run_id": run_id, "run_name": _run_name(run), "experiment": _experiment_name(sessions.client, run),
-              "model_type": run.data.params.get("model_type")}
+    header: dict[str, Any] = {"run_id": run_id, "run_name": _run_name(run),
+                              "experiment": _experiment_name(sessions.client, run),
+                              "model_type": run.data.params.get("model_type")}
+    classes = sessions.classes(run_id) if output_class is not None or task.infer_from_run(
+        run.data.tags, {}) in (task.MULTICLASS, None) else []
+    if output_class is not None and output_class not in classes:
+        raise BadInput(f"unknown class '{output_class}'" + (f"; the run's explained classes are "
+                                                            f"{', '.join(classes)}" if classes else
+                                                            ": the run has no per-class explanations"),
+                       field="class")
+    if classes and output_class is None and _stored(sessions, run_id) is None:
+        output_class = classes[0]
+    header.update(classes=classes, output_class=output_class)
     try:
-        stored = sessions.stored(run_id)
+        stored = sessions.stored(run_id, output_class)
     except ValueError as exc:
         return ExplanationView(**header, available=False, missing=f"the stored explanation cannot be read: {exc}",
                                compute_reason="an unreadable explanation is stored; it is not overwritten")
@@ -303,7 +322,8 @@ def explanation_view(sessions: ExplainSessions, run_id: str, run: Run | None = N
         rows.append(RowInfo(row_id=plain_value(row_id), name=name, y_true=survived,
                             probability=float(explanation.outputs[position])))
     return ExplanationView(
-        **header, available=True, positive_label="survived" if people else "class 1",
+        **header, available=True,
+        positive_label="survived" if people else (f"class {output_class}" if output_class else "class 1"),
         compute_reason="an explanation is already stored",
         metadata=_metadata(explanation, header["run_name"], header["model_type"]),
         global_importance=views.global_importance(explanation),
@@ -311,9 +331,10 @@ def explanation_view(sessions: ExplainSessions, run_id: str, run: Run | None = N
         features=[FeatureInfo(**asdict(spec)) for spec in feature_specs(explanation, background)])
 
 
-def dependence_view(sessions: ExplainSessions, run_id: str, feature: str) -> Dependence:
+def dependence_view(sessions: ExplainSessions, run_id: str, feature: str, output_class: str | None = None
+                    ) -> Dependence:
     """One feature's values against its contributions, coloured by its strongest interaction."""
-    _, explanation, _ = _require(sessions, run_id)
+    _, explanation, _ = _require(sessions, run_id, output_class=output_class)
     try:
         return Dependence(**views.dependence(explanation, feature))
     except KeyError:
@@ -328,9 +349,10 @@ def _row_position(explanation: Explanation, row_id: str) -> int:
     raise NotFound(f"row '{row_id}' is not among the explained rows", field="row_id")
 
 
-def row_view(sessions: ExplainSessions, run_id: str, row_id: str) -> RowExplanation:
+def row_view(sessions: ExplainSessions, run_id: str, row_id: str, output_class: str | None = None
+             ) -> RowExplanation:
     """A stored row's waterfall and its feature values (the what-if form starts from them)."""
-    run, explanation, _ = _require(sessions, run_id)
+    run, explanation, _ = _require(sessions, run_id, output_class=output_class)
     position = _row_position(explanation, row_id)
     key = plain_value(explanation.row_ids[position])
     name, survived = _passengers(run, explanation).get(key, (None, None))
@@ -340,11 +362,14 @@ def row_view(sessions: ExplainSessions, run_id: str, row_id: str) -> RowExplanat
                           waterfall=Waterfall(**views.waterfall(explanation, position)))
 
 
-def what_if_view(sessions: ExplainSessions, run_id: str, record: dict[str, Any]) -> WhatIfView:
+def what_if_view(sessions: ExplainSessions, run_id: str, record: dict[str, Any], output_class: str | None = None
+                 ) -> WhatIfView:
     """Explain a hand-made record live with the run's kept explainer (nothing is logged)."""
-    if sessions.loaded(run_id) is None:  # a kept session's run exists: skip the store on every keystroke
+    if sessions.loaded(run_id, output_class) is None:  # a kept session's run exists: skip the store per keystroke
         _run(sessions.client, run_id)
-    result = sessions.session(run_id).what_if(record)
+        if output_class is not None and output_class not in sessions.classes(run_id):
+            raise BadInput(f"unknown class '{output_class}'", field="class")
+    result = sessions.session(run_id, output_class).what_if(record)
     return WhatIfView(run_id=run_id, probability=result.probability, base_value=result.waterfall["base_value"],
                       record=result.record, waterfall=Waterfall(**result.waterfall),
                       metadata={"method": _method(result.metadata["exact"],

@@ -20,8 +20,10 @@ from mlflow.tracking import MlflowClient
 from mlscope.config import Settings
 from mlscope.errors import BadInput
 from mlscope.explain import views
-from mlscope.explain.artifacts import plain_value
+from mlscope.explain.artifacts import FOLDER, TEST_SPLIT, plain_value
 from mlscope.explain.service import coerce_rows, load_model, stored_explanation
+from mlscope.task import metric_key
+from mlscope.tracking.client import proxied_artifacts
 from mlscope.explain.shapley import Explanation, ShapleyExplainer, output_like
 
 SESSIONS = 4
@@ -85,6 +87,7 @@ class ExplainerSession:
     model: Any
     explanation: Explanation
     background: pd.DataFrame
+    output_class: Any = None  # a multiclass model: the class whose probability is explained
     explainer: ShapleyExplainer = field(init=False)
     features: list[FeatureSpec] = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -94,7 +97,7 @@ class ExplainerSession:
         self.explainer = ShapleyExplainer(self.model, self.background[features],
                                           background_seed=self.explanation.metadata.get("background_seed"),
                                           output=output_like(self.explanation.metadata),
-                                          max_seconds=LIVE_MAX_SECONDS)
+                                          max_seconds=LIVE_MAX_SECONDS, output_class=self.output_class)
         self.features = feature_specs(self.explanation, self.background)
         if len(self.explanation.data):  # the one-row layout is built on first use: pay for it now
             self.explainer.explain(self.explanation.data.head(1))
@@ -183,6 +186,23 @@ class _Lru:
             self._items.pop(key, None)
 
 
+def _key(run_id: str, output_class: str | None) -> str:
+    return run_id if output_class is None else f"{run_id}\x00{output_class}"
+
+
+def class_explanation_name(output_class: str | None) -> str:
+    """The artifact name of a class's explanation (`test-class-<label>`), or the test explanation's."""
+    return TEST_SPLIT if output_class is None else f"{TEST_SPLIT}-class-{metric_key(output_class)}"
+
+
+def explained_classes(client: MlflowClient, run_id: str) -> list[str]:
+    """The class labels (as metric keys) of the run's per-class explanations, in file order."""
+    prefix = f"{FOLDER}/{TEST_SPLIT}-class-"
+    with proxied_artifacts():
+        names = sorted(a.path for a in client.list_artifacts(run_id, FOLDER))
+    return [n.removeprefix(prefix).removesuffix(".json") for n in names if n.startswith(prefix) and n.endswith(".json")]
+
+
 class ExplainSessions:
     """The dashboard's explainers (`web.services["explain"]`): stored explanations and sessions per run.
     Only explanations that exist are remembered, so one logged later is seen on the next ask."""
@@ -192,16 +212,22 @@ class ExplainSessions:
         self._stored = _Lru(STORED)
         self._sessions = _Lru(size)
 
-    def stored(self, run_id: str) -> Stored | None:
-        """The run's logged test explanation and background, or None. ValueError for an unknown format."""
-        return self._stored.get(run_id, lambda: stored_explanation(self.client, run_id))
+    def stored(self, run_id: str, output_class: str | None = None) -> Stored | None:
+        """The run's logged test explanation and background (a multiclass run: `output_class`'s), or None.
+        ValueError for an unknown format."""
+        name = class_explanation_name(output_class)
+        return self._stored.get(_key(run_id, output_class), lambda: stored_explanation(self.client, run_id, name))
 
-    def session(self, run_id: str) -> ExplainerSession:
+    def classes(self, run_id: str) -> list[str]:
+        """The classes a multiclass run has a logged explanation of (`test-class-<label>.json`); [] otherwise."""
+        return self._stored.get(_key(run_id, "\x00classes"), lambda: explained_classes(self.client, run_id))
+
+    def session(self, run_id: str, output_class: str | None = None) -> ExplainerSession:
         """The run's session, loading the model on first use. BadInput when there is nothing to explain."""
-        return self._sessions.get(run_id, lambda: self._open(run_id))
+        return self._sessions.get(_key(run_id, output_class), lambda: self._open(run_id, output_class))
 
-    def loaded(self, run_id: str) -> ExplainerSession | None:
-        return self._sessions.peek(run_id)
+    def loaded(self, run_id: str, output_class: str | None = None) -> ExplainerSession | None:
+        return self._sessions.peek(_key(run_id, output_class))
 
     def forget(self, run_id: str) -> None:
         self._stored.drop(run_id)
@@ -212,9 +238,9 @@ class ExplainSessions:
         self.forget(run_id)
         self._stored.get(run_id, lambda: stored)
 
-    def _open(self, run_id: str) -> ExplainerSession:
+    def _open(self, run_id: str, output_class: str | None = None) -> ExplainerSession:
         try:
-            stored = self.stored(run_id)
+            stored = self.stored(run_id, output_class)
         except ValueError as exc:
             raise BadInput(f"the run's stored explanation cannot be read: {exc}", field="run_id") from None
         if stored is None:
@@ -222,8 +248,11 @@ class ExplainSessions:
                            "first", field="run_id")
         explanation, background = stored
         model = load_model(self.settings, run_id)
+        label = None if output_class is None else next(
+            (c for c in getattr(model, "classes_", []) if metric_key(c) == output_class), output_class)
         try:
-            return ExplainerSession(run_id=run_id, model=model, explanation=explanation, background=background)
+            return ExplainerSession(run_id=run_id, model=model, explanation=explanation, background=background,
+                                    output_class=label)
         except (ValueError, TypeError, KeyError, MlflowException) as exc:
             raise BadInput(f"the run's model cannot be explained over its stored background: "
                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",

@@ -15,6 +15,8 @@ from mlscope.explain.live import ExplainSessions
 from mlscope.web.context import Mutation, Web, WebContext
 
 router = APIRouter(prefix="/api", tags=["explain"])
+ClassQuery = Annotated[str | None, Query(alias="class", min_length=1, max_length=250,
+                                         description="A multiclass run: the class whose explanation to use.")]
 SERVICE = "explain"
 _CREATING = threading.Lock()
 
@@ -34,10 +36,10 @@ def sessions(web: WebContext) -> ExplainSessions:
 
 
 @router.get("/runs/{run_id}/explanation", response_model=ExplanationView)
-def explanation(web: Web, run_id: str) -> ExplanationView:
+def explanation(web: Web, run_id: str, output_class: ClassQuery = None) -> ExplanationView:
     """The run's stored test explanation: metadata, global importance, beeswarm, features and rows; or what
-    is missing and whether the dashboard can compute it."""
-    return explanation_view(sessions(web), run_id)
+    is missing and whether the dashboard can compute it. Multiclass runs: one class's (`class`)."""
+    return explanation_view(sessions(web), run_id, output_class=output_class)
 
 
 @router.post("/runs/{run_id}/explanation", response_model=ExplanationView, dependencies=[Mutation])
@@ -49,21 +51,22 @@ def compute(web: Web, run_id: str) -> ExplanationView:
 
 @router.get("/runs/{run_id}/explanation/dependence", response_model=Dependence)
 def dependence(web: Web, run_id: str,
-               feature: Annotated[str, Query(description="Raw feature name, e.g. `Age`.")]) -> Dependence:
+               feature: Annotated[str, Query(description="Raw feature name, e.g. `Age`.")],
+               output_class: ClassQuery = None) -> Dependence:
     """A feature's value against its contribution per row, with the feature it interacts with most."""
-    return dependence_view(sessions(web), run_id, feature)
+    return dependence_view(sessions(web), run_id, feature, output_class)
 
 
 @router.get("/runs/{run_id}/explanation/rows/{row_id}", response_model=RowExplanation)
-def row(web: Web, run_id: str, row_id: str) -> RowExplanation:
+def row(web: Web, run_id: str, row_id: str, output_class: ClassQuery = None) -> RowExplanation:
     """One explained row: its feature values and its waterfall."""
-    return row_view(sessions(web), run_id, row_id)
+    return row_view(sessions(web), run_id, row_id, output_class)
 
 
 @router.post("/runs/{run_id}/explanation/what-if", response_model=WhatIfView)
-def what_if(web: Web, run_id: str, body: WhatIfRequest) -> WhatIfView:
+def what_if(web: Web, run_id: str, body: WhatIfRequest, output_class: ClassQuery = None) -> WhatIfView:
     """Explain a hand-made record live (milliseconds; nothing is logged)."""
-    return what_if_view(sessions(web), run_id, body.record)
+    return what_if_view(sessions(web), run_id, body.record, output_class)
 
 
 @router.get("/explanations/compare", response_model=ComparisonView)

@@ -9,6 +9,8 @@ import {ApiError, api, el, fmt, guarded, mutate, path, plot} from "/static/commo
 const root = document.querySelector("[data-explain-view]");
 const runId = root.dataset.runId;
 const base = `/api/${path("runs", runId, "explanation")}`;
+// A multiclass run is explained one class at a time: the class comes from ?class= (default: the server's pick).
+const requestedClass = new URLSearchParams(window.location.search).get("class");
 const $ = (selector) => root.querySelector(selector);
 const chart = (name) => $(`[data-chart="${name}"]`);
 const DEBOUNCE_MS = 150;
@@ -176,7 +178,7 @@ function drawBeeswarm(beeswarm) {
 
 async function drawDependence(feature) {
   const number = ++state.dependence;
-  const data = await api(`${base}/dependence?feature=${encodeURIComponent(feature)}`);
+  const data = await api(withClass(`${base}/dependence?feature=${encodeURIComponent(feature)}`));
   if (number !== state.dependence) return;  // a later pick is on its way
   state.dependenceFeature = feature;
   const exact = state.view.metadata.exact;
@@ -258,6 +260,27 @@ function drawWaterfall(waterfall, probability, exact) {
 }
 
 // What the values add up to: P(label) for probabilities, else the engine's own words ("log-odds of class 1").
+// `url` with the explained class (multiclass runs) as its `class` query parameter.
+function withClass(url) {
+  const chosen = (state.view && state.view.output_class) || requestedClass;
+  if (!chosen) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}class=${encodeURIComponent(chosen)}`;
+}
+
+function setupClassPicker(view) {
+  const picker = $("[data-class-picker]");
+  picker.hidden = !view.classes || !view.classes.length;
+  if (picker.hidden) return;
+  const select = $("select[data-class]");
+  select.replaceChildren(...view.classes.map((label) => el("option", {value: label}, label)));
+  select.value = view.output_class;
+  select.onchange = () => {
+    const params = new URLSearchParams(window.location.search);
+    params.set("class", select.value);
+    window.location.search = params.toString();
+  };
+}
+
 function outputName() {
   const output = state.view && state.view.metadata ? state.view.metadata.model_output : null;
   return !output || output.startsWith("probability") ? `P(${state.label})` : output;
@@ -353,7 +376,7 @@ function whatIfError(message, field) {
 async function whatIf() {
   const number = ++state.requested;
   try {
-    const answer = await api(`${base}/what-if`, {method: "POST", body: {record: formRecord()}});
+    const answer = await api(withClass(`${base}/what-if`), {method: "POST", body: {record: formRecord()}});
     if (number < state.applied) return;
     state.applied = number;
     whatIfError(null);
@@ -379,7 +402,7 @@ function outcome(actual) {
 }
 
 async function pickRow(row) {
-  const answer = await api(`${base}/rows/${encodeURIComponent(row.row_id)}`);
+  const answer = await api(withClass(`${base}/rows/${encodeURIComponent(row.row_id)}`));
   state.current = row;
   state.applied = ++state.requested;  // answers to edits made before this pick are stale now
   clearTimeout(state.timer);
@@ -551,10 +574,11 @@ function showMissing(view) {
 }
 
 async function load() {
-  const view = await api(base);
+  const view = await api(requestedClass ? withClass(base) : base);
   state.view = view;
   state.label = view.positive_label;
   header(view);
+  setupClassPicker(view);
   if (!view.available) {
     showMissing(view);
     return;
@@ -575,7 +599,7 @@ async function load() {
     setupComparison(view),
   ]);
   if (first) {  // load the model now, so the first edit answers in milliseconds
-    api(`${base}/what-if`, {method: "POST", body: {record: formRecord()}, timeout: 60000}).catch(() => {});
+    api(withClass(`${base}/what-if`), {method: "POST", body: {record: formRecord()}, timeout: 60000}).catch(() => {});
   }
 }
 
