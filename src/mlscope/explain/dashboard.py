@@ -28,7 +28,7 @@ from mlscope.errors import BadInput, NotFound
 from mlscope.explain import artifacts, views
 from mlscope.explain.artifacts import plain_value
 from mlscope.explain.live import ExplainSessions, feature_specs
-from mlscope.explain.service import load_model, model_features
+from mlscope.explain.service import EXPLAINABLE_FLAVORS, load_model, model_features
 from mlscope.explain.shapley import DEFAULT_BACKGROUND, DEFAULT_SEED, Explanation, ShapleyExplainer, sample_background
 from mlscope.tracking.client import allow_model_loading, bind_fluent_api, proxied_artifacts
 
@@ -470,10 +470,12 @@ def compute_plan(settings: Settings, run_id: str, local: Path | None = None, run
         return ComputePlan(False, _MULTICLASS_NOTE.format(run_id=run_id))
     info, problem = _model_info(settings, run_id, local)
     if info is None:
-        return ComputePlan(False, f"{problem}; explanations need a scikit-learn model logged with mlflow.sklearn")
+        return ComputePlan(False, f"{problem}; explanations need a model logged with mlflow.sklearn, "
+                                  "mlflow.xgboost or mlflow.lightgbm")
     flavors = sorted(info.flavors or {})
-    if "sklearn" not in flavors:
-        return ComputePlan(False, f"the run's model is not a scikit-learn model (flavors: {', '.join(flavors)})")
+    if not set(flavors) & set(EXPLAINABLE_FLAVORS):
+        return ComputePlan(False, f"the run's model is not a scikit-learn, XGBoost or LightGBM model (flavors: "
+                                  f"{', '.join(flavors)})")
     signature = info.signature
     if signature is not None and signature.inputs is not None and signature.inputs.has_input_names():
         features = list(signature.inputs.input_names())

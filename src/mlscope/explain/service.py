@@ -71,20 +71,39 @@ def stored_any_explanation(client: MlflowClient, run_id: str) -> tuple[Explanati
     return artifacts.from_json(payload) if payload is not None else None
 
 
+EXPLAINABLE_FLAVORS = ("sklearn", "xgboost", "lightgbm")  # each loads a scikit-learn-API estimator
+
+
 def load_model(settings: Settings, run_id: str, local: Path | None = None) -> Any:
-    """The run's sklearn model (mlscope's or any `mlflow.sklearn` model, e.g. from autolog), from the store
-    or from `local`, the run's `model` folder already downloaded."""
-    import mlflow.sklearn
+    """The run's model as a scikit-learn-API estimator, from the store or from `local`, the run's `model`
+    folder already downloaded: any `mlflow.sklearn` model (mlscope's, sklearn autolog), or an XGBoost or
+    LightGBM model logged with its own flavor (their autologs), which MLflow reloads as XGBClassifier,
+    LGBMRegressor, ... A raw booster (the libraries' native `train` API) is refused with the reason."""
+    import importlib
+
+    import mlflow.models
 
     bind_fluent_api(settings)
+    uri = str(local) if local is not None else f"runs:/{run_id}/model"
     with allow_model_loading(settings):
         try:
             with proxied_artifacts():
-                return mlflow.sklearn.load_model(str(local) if local is not None else f"runs:/{run_id}/model")
-        except (MlflowException, OSError) as exc:
+                flavors = (mlflow.models.Model.load(uri).flavors if local is not None
+                           else mlflow.models.get_model_info(uri).flavors) or {}
+                flavor = next((f for f in EXPLAINABLE_FLAVORS if f in flavors), None)
+                if flavor is None:
+                    raise BadInput(f"run '{run_id}' has a model of flavor(s) {', '.join(sorted(flavors))}: "
+                                   f"explanations need a {', '.join(EXPLAINABLE_FLAVORS)} model", field="run_id")
+                model = importlib.import_module(f"mlflow.{flavor}").load_model(uri)
+        except (MlflowException, OSError, ImportError) as exc:
             message = str(getattr(exc, "message", exc)).strip().splitlines()[0]
             raise BadInput(f"run '{run_id}' has no loadable scikit-learn model at 'model': {message}",
                            field="run_id") from None
+    if task.infer_from_model(model) is None:
+        raise BadInput(f"run '{run_id}' has a {type(model).__module__}.{type(model).__name__}, not a scikit-learn "
+                       "estimator (a raw booster from the native train API?): explanations need its scikit-learn "
+                       "API (XGBClassifier, LGBMRegressor, ...)", field="run_id")
+    return model
 
 
 def model_features(model: Any, fallback: list[str]) -> list[str]:
