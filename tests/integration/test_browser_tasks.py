@@ -117,3 +117,11 @@ def test_the_explain_view_of_a_multiclass_run_picks_a_class(site: Site, page: An
     assert "probability of class class_2" in page.inner_text("[data-meta]")
     page.wait_for_function("() => document.querySelector('[data-probability]').textContent"
                            ".startsWith('P(class class_2) = ')")
+
+
+def test_the_registry_page_of_a_regression_model_shows_error_metrics(site: Site, page: Any) -> None:
+    page.goto(f"{site.url}/models/diabetes-progression")
+    page.wait_for_selector("[data-versions] tr[data-version], table tbody tr")
+    headers = page.locator("table th").all_inner_texts()
+    assert headers[5:10] == ["rmse", "mae", "r2", "mape", "max_error"], headers
+    assert "—" not in page.locator("table tbody tr").first.inner_text().split("\t")[5]

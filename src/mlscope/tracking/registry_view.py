@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
+from mlscope import task as tasks
 from mlscope.errors import BadInput, NotFound
 from mlscope.tracking import registry
 from mlscope.tracking.index import RunIndex
@@ -162,7 +163,19 @@ def model_detail(client: MlflowClient, index: RunIndex, name: str) -> ModelDetai
     views = [_version_view(name, link, runs.get(link.run_id or "")) for link in links]
     return ModelDetail(name=model.name, description=model.description or None, created=model.creation_timestamp,
                        last_updated=_last_updated(model, versions), aliases=current,
-                       table_metrics=list(TABLE_METRICS), versions=views)
+                       table_metrics=table_metrics(views), versions=views)
+
+
+def table_metrics(views: Sequence[VersionView]) -> list[str]:
+    """The columns of the versions table: the four of TABLE_METRICS when the versions have them all (a
+    binary classifier's, as ever), else the versions' task's metrics (headline first, at most five) when
+    their metrics say one task."""
+    have = lambda key: any(key in view.metrics for view in views)  # noqa: E731
+    kinds = {tasks.infer_from_run({}, view.metrics) for view in views if view.metrics} - {None}
+    if all(have(key) for key in TABLE_METRICS) or len(kinds) != 1:
+        return list(TABLE_METRICS)
+    kind = kinds.pop()
+    return [key for key in dict.fromkeys((kind.headline, *kind.metric_names)) if have(key)][:5]
 
 
 def source_runs(client: MlflowClient, index: RunIndex, run_ids: Sequence[str]) -> dict[str, IndexedRun]:
