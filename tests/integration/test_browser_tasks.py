@@ -109,6 +109,8 @@ def test_the_explain_view_of_a_multiclass_run_picks_a_class(site: Site, page: An
     options = page.locator("select[data-class] option").all_inner_texts()
     assert options == ["class_0", "class_1", "class_2"] and page.input_value("select[data-class]") == "class_0"
     assert "probability of class class_0" in page.inner_text("[data-meta]")
+    assert page.inner_text("[data-importance-caption]").startswith(
+        "mean over rows of the sum over all 3 classes of |SHAP value| (the views below: class class_0)")
     page.select_option("select[data-class]", "class_2")
     page.wait_for_url("**class=class_2**")
     for name in ("importance", "waterfall"):

@@ -370,6 +370,15 @@ def test_the_dashboard_api_explains_a_multiclass_run_per_class(wine) -> None:
                             json={"record": {}})
         pressed = http.post(f"/api/runs/{run.info.run_id}/explanation")
     assert view["available"] is True and view["classes"] == WINE_CLASSES and view["output_class"] == "class_0"
+    from mlscope.explain.service import stored_explanation
+
+    per_class = [stored_explanation(store.client(), run.info.run_id, f"test-class-{label}")[0] for label in WINE_CLASSES]
+    summed = sum(np.abs(e.values) for e in per_class).mean(axis=0)
+    features = per_class[0].features
+    shown = {item["feature"]: item["mean_abs_shap"] for item in view["global_all_classes"] if not item["other"]}
+    assert shown and all(abs(value - summed[features.index(name)]) <= 1e-12 for name, value in shown.items())
+    assert sum(item["mean_abs_shap"] for item in view["global_all_classes"]) == pytest.approx(summed.sum(), abs=1e-9)
+    assert picked["global_all_classes"] == view["global_all_classes"]  # the same, whichever class is picked
     assert view["metadata"]["model_output"].endswith("of class class_0")
     assert picked["output_class"] == "class_1" and picked["positive_label"] == "class class_1"
     assert picked["metadata"]["model_output"].endswith("of class class_1")

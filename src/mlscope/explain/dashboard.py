@@ -3,6 +3,7 @@ live what-if records, two runs side by side, and computing an explanation for a 
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -117,6 +118,9 @@ class ExplanationView(BaseModel):
     classes: list[str] = Field(default_factory=list, description="A multiclass run: the classes it has an "
                                "explanation of (pick one with `?class=`); empty otherwise.")
     output_class: str | None = Field(default=None, description="The class explained here (multiclass runs).")
+    global_all_classes: list[Importance] | None = Field(default=None, description=(
+        "Multiclass runs: global importance over every class, mean over rows of the sum over classes of "
+        "|SHAP value| (the classes' explanations share their rows and background); null otherwise."))
     available: bool
     missing: str | None = None
     can_compute: bool = False
@@ -321,14 +325,33 @@ def explanation_view(sessions: ExplainSessions, run_id: str, run: Run | None = N
         name, survived = people.get(plain_value(row_id), (None, None))
         rows.append(RowInfo(row_id=plain_value(row_id), name=name, y_true=survived,
                             probability=float(explanation.outputs[position])))
+    all_classes = _all_classes_importance(sessions, run_id, classes) if classes else None
     return ExplanationView(
-        **header, available=True,
+        **header, available=True, global_all_classes=all_classes,
         positive_label="survived" if people else (f"class {output_class}" if output_class else "class 1"),
         compute_reason="an explanation is already stored",
         metadata=_metadata(explanation, header["run_name"], header["model_type"]),
         global_importance=views.global_importance(explanation),
         beeswarm=views.beeswarm(explanation), feature_order=views.feature_order(explanation), rows=rows,
         features=[FeatureInfo(**asdict(spec)) for spec in feature_specs(explanation, background)])
+
+
+def _all_classes_importance(sessions: ExplainSessions, run_id: str, classes: list[str]) -> list[Importance] | None:
+    """Global importance summed over a multiclass run's classes: each feature's mean over rows of
+    sum_k |phi_k|, with the standard-error bounds summed too (None when a class's file is missing or the
+    classes were explained on different rows)."""
+    stored = [_stored(sessions, run_id, label) for label in classes]
+    if any(item is None for item in stored):
+        return None
+    explanations = [item[0] for item in stored]
+    first = explanations[0]
+    if any(e.features != first.features or len(e.row_ids) != len(first.row_ids) for e in explanations):
+        return None
+    summed = copy.copy(first)
+    summed.values = sum(np.abs(e.values) for e in explanations)
+    errors = [e.standard_errors for e in explanations]
+    summed.standard_errors = None if any(err is None for err in errors) else sum(errors)
+    return [Importance(**item) for item in views.global_importance(summed)]
 
 
 def dependence_view(sessions: ExplainSessions, run_id: str, feature: str, output_class: str | None = None

@@ -587,7 +587,13 @@ async function load() {
   $("[data-explained]").hidden = false;
   $("[data-row-noun]").textContent = view.positive_label === "survived" ? "passenger" : "row";
   metadataLine(view.metadata);
-  drawImportance(view.global, view.metadata.exact, view.metadata.features);
+  // A multiclass run: global importance over every class (summed |SHAP|), the other views per class.
+  const summed = view.global_all_classes;
+  drawImportance(summed || view.global, view.metadata.exact, view.metadata.features);
+  $("[data-importance-caption]").textContent = summed
+    ? `mean over rows of the sum over all ${view.classes.length} classes of |SHAP value| (the views below: ` +
+      `class ${view.output_class})`
+    : "mean |SHAP value|: the average effect of each feature on the predicted probability";
   drawBeeswarm(view.beeswarm);
   setupDependence(view);
   const select = $("select[data-dependence-feature]");
