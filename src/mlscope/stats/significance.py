@@ -164,6 +164,33 @@ class _Ranking:
         return np.divide(wins, pairs, out=np.full(wins.shape, np.nan), where=pairs > 0)
 
 
+def _resampled_differences(statistic_a: Callable[[np.ndarray], np.ndarray],
+                           statistic_b: Callable[[np.ndarray], np.ndarray], n: int, resamples: int,
+                           seed: int) -> np.ndarray:
+    """statistic_a - statistic_b on `resamples` paired resamples of n rows (each a row of how often every
+    row was drawn), in chunks that bound memory; the non-finite differences dropped."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CELLS // n)
+    differences = []
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        rows = rng.integers(0, n, size=(size, n))
+        offsets = np.arange(size)[:, None] * n
+        weights = np.bincount((rows + offsets).ravel(), minlength=size * n).reshape(size, n).astype(float)
+        differences.append(statistic_a(weights) - statistic_b(weights))
+    diff = np.concatenate(differences)
+    return diff[np.isfinite(diff)]
+
+
+def _percentile_interval(diff: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    """(low, high, two-sided p) of resampled differences: the percentile interval, and p inverting it as
+    twice the smaller share on either side of 0, each share (r + 1) / (B + 1) so it is never 0."""
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(diff, [tail, 1.0 - tail])
+    below, above = int(np.sum(diff <= 0)), int(np.sum(diff >= 0))
+    return float(low), float(high), min(1.0, 2.0 * (min(below, above) + 1) / (diff.size + 1))
+
+
 def bootstrap_auc_difference(y_true: ArrayLike, score_a: ArrayLike,
                              score_b: ArrayLike, *, resamples: int = 2000, seed: int = 0,
                              confidence: float = 0.95) -> BootstrapAuc:
@@ -186,24 +213,11 @@ def bootstrap_auc_difference(y_true: ArrayLike, score_a: ArrayLike,
     rank_a, rank_b = _Ranking.of(y, sa), _Ranking.of(y, sb)
     ones = np.ones((1, n))
     auc_a, auc_b = float(rank_a.auc(ones)[0]), float(rank_b.auc(ones)[0])
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOTSTRAP_CELLS // n)
-    differences = []
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        rows = rng.integers(0, n, size=(size, n))
-        offsets = np.arange(size)[:, None] * n
-        counts = np.bincount((rows + offsets).ravel(), minlength=size * n).reshape(size, n).astype(float)
-        differences.append(rank_a.auc(counts) - rank_b.auc(counts))
-    diff = np.concatenate(differences)
-    diff = diff[np.isfinite(diff)]
+    diff = _resampled_differences(rank_a.auc, rank_b.auc, n, resamples, seed)
     used = diff.size
     if used == 0:
         raise ValueError("every resample held one class only")
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(diff, [tail, 1.0 - tail])
-    below, above = int(np.sum(diff <= 0)), int(np.sum(diff >= 0))
-    p = min(1.0, 2.0 * (min(below, above) + 1) / (used + 1))
+    low, high, p = _percentile_interval(diff, confidence)
     return BootstrapAuc(estimate=auc_a - auc_b, auc_a=auc_a, auc_b=auc_b, ci_low=float(low), ci_high=float(high),
                         p_value=float(p), resamples=resamples, used=used, n=n)
 
@@ -309,22 +323,9 @@ def bootstrap_difference(statistic_a: Statistic, statistic_b: Statistic, n: int,
         raise ValueError("resamples must be >= 1")
     ones = np.ones((1, n))
     value_a, value_b = float(statistic_a(ones)[0]), float(statistic_b(ones)[0])
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOTSTRAP_CELLS // n)
-    differences = []
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        rows = rng.integers(0, n, size=(size, n))
-        offsets = np.arange(size)[:, None] * n
-        weights = np.bincount((rows + offsets).ravel(), minlength=size * n).reshape(size, n).astype(float)
-        differences.append(statistic_a(weights) - statistic_b(weights))
-    diff = np.concatenate(differences)
-    diff = diff[np.isfinite(diff)]
+    diff = _resampled_differences(statistic_a, statistic_b, n, resamples, seed)
     if diff.size == 0:
         raise ValueError("no resample gave a finite difference")
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(diff, [tail, 1.0 - tail])
-    below, above = int(np.sum(diff <= 0)), int(np.sum(diff >= 0))
-    p = min(1.0, 2.0 * (min(below, above) + 1) / (diff.size + 1))
+    low, high, p = _percentile_interval(diff, confidence)
     return BootstrapDifference(estimate=value_a - value_b, value_a=value_a, value_b=value_b, ci_low=float(low),
                                ci_high=float(high), p_value=float(p), resamples=resamples, used=int(diff.size), n=n)
