@@ -75,6 +75,27 @@ class Settings(BaseSettings):
     explain_max_seconds: float = Field(
         default=120.0, gt=0, description="Sampled explanations: most seconds one request may sample before it stops "
         "and reports the standard errors reached.")
+    monitor_dir: Path = Field(
+        default=Path("mlscope-monitoring"), description="Prediction log and feedback of `mlscope serve` (Parquet "
+        "part files, read with DuckDB by `mlscope monitor` and the Production view); shared by the API's workers.")
+    log_predictions: bool = Field(default=True, description="`mlscope serve` logs predictions to `monitor_dir`.")
+    log_sample_rate: float = Field(default=1.0, ge=0, le=1,
+                                   description="Share of requests whose predictions are logged (1: every one).")
+    log_flush_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="The prediction log is written at least this often: at most this "
+        "many seconds of predictions are lost if the process is killed (nothing on SIGTERM).")
+    log_buffer_rows: int = Field(
+        default=200_000, ge=1, description="Most predictions held in memory before a write; beyond it rows are "
+        "dropped and counted (mlscope_prediction_log_dropped_total) instead of growing memory.")
+    log_retention_days: float = Field(default=30.0, gt=0,
+                                      description="Logged predictions and feedback older than this are deleted.")
+    drift_watch_psi: float = Field(default=0.1, gt=0, description="PSI at or above which a feature is 'watch'.")
+    drift_alert_psi: float = Field(default=0.25, gt=0, description="PSI at or above which a feature is 'alert'.")
+    drift_p_value: float = Field(
+        default=0.01, gt=0, lt=1, description="A feature is only flagged when its test (KS or chi-squared) also "
+        "rejects 'same distribution' at this level.")
+    monitor_window: str = Field(default="24h", description="Default window of `mlscope monitor` and the Production "
+                                "view (e.g. 30m, 24h, 7d).")
     trust_registry_models: bool = Field(
         default=True,
         description="Allow loading pickled models from the configured registry "
