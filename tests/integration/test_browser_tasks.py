@@ -111,6 +111,12 @@ def test_the_explain_view_of_a_multiclass_run_picks_a_class(site: Site, page: An
     assert "probability of class class_0" in page.inner_text("[data-meta]")
     assert page.inner_text("[data-importance-caption]").startswith(
         "mean over rows of the sum over all 3 classes of |SHAP value| (the views below: class class_0)")
+    # the row's waterfall is of its predicted class, whatever class the global views show
+    page.wait_for_selector("[data-row-class]")
+    row_class = page.get_attribute("[data-row-class]", "data-row-class")
+    assert page.inner_text("[data-row-class]") == f" · explained class {row_class} (predicted)"
+    page.wait_for_function(f"() => document.querySelector('[data-probability]').textContent"
+                           f".startsWith('P(class {row_class}) = ')")
     page.select_option("select[data-class]", "class_2")
     page.wait_for_url("**class=class_2**")
     for name in ("importance", "waterfall"):

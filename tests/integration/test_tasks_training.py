@@ -390,6 +390,36 @@ def test_the_dashboard_api_explains_a_multiclass_run_per_class(wine) -> None:
     assert pressed.status_code == 422 and "one class at a time" in pressed.json()["error"]["message"]
 
 
+def test_a_multiclass_row_is_explained_for_its_predicted_class_by_default(wine) -> None:
+    from fastapi.testclient import TestClient
+
+    from mlscope.explain.service import stored_explanation
+    from mlscope.web.app import create_app
+    from tests.conftest import mlflow_state_kept
+
+    store, _ = wine
+    run_id = _runs(store, "wine")["random-forest"].info.run_id
+    per_class = {label: stored_explanation(store.client(), run_id, f"test-class-{label}")[0] for label in WINE_CLASSES}
+    outputs = np.column_stack([per_class[label].outputs for label in WINE_CLASSES])
+    predicted = outputs.argmax(axis=1)
+    assert len(set(predicted.tolist())) > 1  # rows predicted as different classes: the default moves with the row
+    with mlflow_state_kept():
+        http = TestClient(create_app(store.settings()))
+        for position in np.unique(predicted, return_index=True)[1]:
+            row_id = per_class["class_0"].row_ids[position]
+            default = http.get(f"/api/runs/{run_id}/explanation/rows/{row_id}").json()
+            label = WINE_CLASSES[predicted[position]]
+            assert default["output_class"] == label
+            assert default["probabilities"] == pytest.approx(dict(zip(WINE_CLASSES, outputs[position])), abs=1e-12)
+            assert default["probability"] == pytest.approx(outputs[position].max(), abs=1e-12)
+            assert sum(default["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+            other = WINE_CLASSES[(predicted[position] + 1) % 3]
+            chosen = http.get(f"/api/runs/{run_id}/explanation/rows/{row_id}", params={"class": other}).json()
+            assert chosen["output_class"] == other
+            assert chosen["probability"] == pytest.approx(default["probabilities"][other], abs=1e-12)
+            assert chosen["waterfall"] != default["waterfall"]
+
+
 def test_the_runs_command_shows_the_regression_metrics_best_by_rmse(diabetes) -> None:
     store, _ = diabetes
     result = invoke(store, "runs", "--experiment", "diabetes")

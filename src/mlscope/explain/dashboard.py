@@ -167,6 +167,11 @@ class RowExplanation(BaseModel):
     probability: float
     record: dict[str, Any]
     waterfall: Waterfall
+    output_class: str | None = Field(default=None, description=(
+        "Multiclass runs: the class whose probability the waterfall explains (without `?class=`: the row's "
+        "predicted class)."))
+    probabilities: dict[str, float] | None = Field(default=None, description=(
+        "Multiclass runs: the row's probability of each explained class (the predicted class has the largest)."))
 
 
 class WhatIfView(BaseModel):
@@ -372,17 +377,38 @@ def _row_position(explanation: Explanation, row_id: str) -> int:
     raise NotFound(f"row '{row_id}' is not among the explained rows", field="row_id")
 
 
+def _class_probabilities(sessions: ExplainSessions, run_id: str, row_id: str) -> dict[str, float] | None:
+    """A multiclass run's probability of each explained class at a stored row (from the per-class
+    explanations' outputs), or None when the run has no per-class probability explanations."""
+    if _stored(sessions, run_id) is not None:
+        return None
+    probabilities = {}
+    for label in sessions.classes(run_id):
+        stored = _stored(sessions, run_id, label)
+        if stored is None or not str(stored[0].metadata.get("model_output", "probability")).startswith("probability"):
+            return None
+        explanation = stored[0]
+        probabilities[label] = float(explanation.outputs[_row_position(explanation, row_id)])
+    return probabilities or None
+
+
 def row_view(sessions: ExplainSessions, run_id: str, row_id: str, output_class: str | None = None
              ) -> RowExplanation:
-    """A stored row's waterfall and its feature values (the what-if form starts from them)."""
-    run, explanation, _ = _require(sessions, run_id, output_class=output_class)
+    """A stored row's waterfall and its feature values (the what-if form starts from them). A multiclass
+    run's row is explained for `output_class`, by default for the class the model predicts for it."""
+    run = _run(sessions.client, run_id)
+    probabilities = _class_probabilities(sessions, run_id, row_id)
+    if probabilities is not None and output_class is None:
+        output_class = max(probabilities, key=probabilities.__getitem__)
+    _, explanation, _ = _require(sessions, run_id, output_class=output_class)
     position = _row_position(explanation, row_id)
     key = plain_value(explanation.row_ids[position])
     name, survived = _passengers(run, explanation).get(key, (None, None))
     record = {f: plain_value(explanation.data.iloc[position][f]) for f in explanation.features}
     return RowExplanation(run_id=run_id, row_id=key, name=name, y_true=survived,
                           probability=float(explanation.outputs[position]), record=record,
-                          waterfall=Waterfall(**views.waterfall(explanation, position)))
+                          waterfall=Waterfall(**views.waterfall(explanation, position)),
+                          output_class=output_class, probabilities=probabilities)
 
 
 def what_if_view(sessions: ExplainSessions, run_id: str, record: dict[str, Any], output_class: str | None = None

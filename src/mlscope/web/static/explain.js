@@ -21,7 +21,7 @@ const OTHER = "#9aa3ad";
 const TOP = 20;  // views.TOP_FEATURES: more than TOP + 1 features and the view groups them
 
 const state = {view: null, label: "class 1", timer: null, requested: 0, applied: 0, current: null, dependence: 0,
-               dependenceFeature: null};
+               dependenceFeature: null, rowClass: null};
 
 // Plotly renders a small HTML subset in labels and hover text: escape data before it gets there.
 function safe(text) {
@@ -261,8 +261,9 @@ function drawWaterfall(waterfall, probability, exact) {
 
 // What the values add up to: P(label) for probabilities, else the engine's own words ("log-odds of class 1").
 // `url` with the explained class (multiclass runs) as its `class` query parameter.
+// A picked row of a multiclass run is explained for its predicted class unless ?class= named one.
 function withClass(url) {
-  const chosen = (state.view && state.view.output_class) || requestedClass;
+  const chosen = state.rowClass || (state.view && state.view.output_class) || requestedClass;
   if (!chosen) return url;
   return `${url}${url.includes("?") ? "&" : "?"}class=${encodeURIComponent(chosen)}`;
 }
@@ -283,6 +284,7 @@ function setupClassPicker(view) {
 
 function outputName() {
   const output = state.view && state.view.metadata ? state.view.metadata.model_output : null;
+  if (state.rowClass && (!output || output.startsWith("probability"))) return `P(class ${state.rowClass})`;
   return !output || output.startsWith("probability") ? `P(${state.label})` : output;
 }
 
@@ -402,7 +404,9 @@ function outcome(actual) {
 }
 
 async function pickRow(row) {
-  const answer = await api(withClass(`${base}/rows/${encodeURIComponent(row.row_id)}`));
+  const url = `${base}/rows/${encodeURIComponent(row.row_id)}`;
+  const answer = await api(requestedClass ? `${url}?class=${encodeURIComponent(requestedClass)}` : url);
+  state.rowClass = answer.output_class;
   state.current = row;
   state.applied = ++state.requested;  // answers to edits made before this pick are stale now
   clearTimeout(state.timer);
@@ -411,6 +415,12 @@ async function pickRow(row) {
   const chosen = $("[data-passenger]");
   chosen.replaceChildren(el("strong", {}, rowLabel(row)));
   if (answer.y_true !== null) chosen.append(` · ${outcome(answer.y_true)}`);
+  if (answer.probabilities) {
+    const predicted = Object.entries(answer.probabilities).reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+    chosen.append(el("span", {"data-row-class": answer.output_class},
+      ` · explained class ${answer.output_class}` + (answer.output_class === predicted ? " (predicted)" :
+        ` (predicted: ${predicted})`)));
+  }
   drawWaterfall(answer.waterfall, answer.probability, state.view.metadata.exact);
   $("[data-waterfall-note]").textContent = `stored explanation of this row (${state.view.metadata.method}); ` +
     "change a value below for a what-if";
