@@ -81,20 +81,21 @@ def load_model(settings: Settings, run_id: str, local: Path | None = None) -> An
     LGBMRegressor, ... A raw booster (the libraries' native `train` API) is refused with the reason."""
     import importlib
 
+    import mlflow.artifacts
     import mlflow.models
 
     bind_fluent_api(settings)
-    uri = str(local) if local is not None else f"runs:/{run_id}/model"
-    with allow_model_loading(settings):
+    with allow_model_loading(settings), tempfile.TemporaryDirectory(prefix="mlscope-model-") as scratch:
         try:
             with proxied_artifacts():
-                flavors = (mlflow.models.Model.load(uri).flavors if local is not None
-                           else mlflow.models.get_model_info(uri).flavors) or {}
+                if local is None:  # one download: the flavors are read from it, the model loaded from it
+                    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=scratch))
+                flavors = mlflow.models.Model.load(str(local)).flavors or {}
                 flavor = next((f for f in EXPLAINABLE_FLAVORS if f in flavors), None)
                 if flavor is None:
                     raise BadInput(f"run '{run_id}' has a model of flavor(s) {', '.join(sorted(flavors))}: "
                                    f"explanations need a {', '.join(EXPLAINABLE_FLAVORS)} model", field="run_id")
-                model = importlib.import_module(f"mlflow.{flavor}").load_model(uri)
+                model = importlib.import_module(f"mlflow.{flavor}").load_model(str(local))
         except (MlflowException, OSError, ImportError) as exc:
             message = str(getattr(exc, "message", exc)).strip().splitlines()[0]
             raise BadInput(f"run '{run_id}' has no loadable scikit-learn model at 'model': {message}",

@@ -11,13 +11,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlscope.errors import BadInput, NotFound
+from mlscope.task import higher_is_better
 from mlscope.tracking.index import MAX_PAGE, IndexedRun, RunIndex
 from mlscope.tracking.index.boolean_filter import uses_extensions
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_LOWER_IS_BETTER = re.compile(r"(loss|error|err|mse|mae|mape|rmse|brier|deviance|time|latency|cost)", re.I)
-
-
 def get_run(client: MlflowClient, run_id: str) -> Run:
     """The run, or NotFound naming `run_id` (also for ids no MLflow store could hold)."""
     if not _RUN_ID.fullmatch(run_id):
@@ -66,8 +64,8 @@ class RunRow:
 
 
 def infer_direction(metric: str) -> str:
-    """'min' for loss/error-like metric names, else 'max'."""
-    return "min" if _LOWER_IS_BETTER.search(metric) else "max"
+    """'min' for loss/error-like metric names, else 'max' (the task module's rule)."""
+    return "max" if higher_is_better(metric) else "min"
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
