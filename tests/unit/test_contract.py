@@ -96,3 +96,60 @@ def test_contract_choice() -> None:
     other = contract_for([("width", "double", True), ("colour", "string", False)])
     assert other.kind == "signature" and other.fields == {"width": "width", "colour": "colour"}
     assert other.request_model.model_validate({"width": 1.0}).colour is None  # type: ignore[attr-defined]
+
+
+SIGNATURE = contract_for([("width", "double", True), ("count", "long", True), ("colour", "string", False),
+                          ("flag", "boolean", False), ("ratio", "float", False), ("n:odd", "integer", False)])
+SIGNATURE_BATCH = TypeAdapter(list[SIGNATURE.request_model])  # type: ignore[name-defined]
+SIGNATURE_VALID = st.fixed_dictionaries(
+    {"width": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-10, 10)),
+     "count": st.integers(-2**63, 2**63)},
+    optional={"colour": st.one_of(st.none(), st.text(max_size=3)), "flag": st.one_of(st.none(), st.booleans()),
+              "ratio": st.one_of(st.none(), st.floats(-1, 1)), "n:odd": st.one_of(st.none(), st.integers(0, 3))})
+
+
+def signature_agree(rows: list[Any], plain: bool = False) -> None:
+    """Whatever the signature fast path accepts, the strict request model accepts with the same values."""
+    body = json.dumps(rows).encode()
+    fast = SIGNATURE.plain_columns(orjson.loads(body))
+    try:
+        reference = SIGNATURE.columns(SIGNATURE_BATCH.validate_json(body))
+    except (ValidationError, OverflowError):
+        assert fast is None
+        return
+    assert fast is not None or not plain  # a batch of plain records takes the fast path
+    if fast is not None:
+        assert fast.keys() == reference.keys()
+        for feature, column in reference.items():
+            if feature in SIGNATURE.numeric:
+                assert np.array_equal(fast[feature], column, equal_nan=True), feature
+            else:
+                assert fast[feature].tolist() == column.tolist(), feature
+
+
+@settings(max_examples=1000, deadline=None, database=None)
+@given(data=st.data())
+def test_signature_fast_path_accepts_only_what_the_request_model_accepts(data: st.DataObject) -> None:
+    rows = [dict(row) for row in data.draw(st.lists(SIGNATURE_VALID, min_size=1, max_size=4))]
+    row = rows[data.draw(st.integers(0, len(rows) - 1))]
+    key = data.draw(st.sampled_from([*SIGNATURE.fields, "other"]))
+    action = data.draw(st.sampled_from(["set", "set", "drop", "keep"]))
+    if action == "set":
+        row[key] = data.draw(ANY_VALUE)
+    elif action == "drop":
+        row.pop(key, None)
+    signature_agree(rows, plain=action == "keep" and all(abs(row["count"]) < 2**63 for row in rows))
+
+
+def test_signature_fast_path_takes_ordinary_batches_and_refuses_odd_ones() -> None:
+    rows = [{"width": 1, "count": 3, "colour": "red", "flag": True, "n:odd": 2},
+            {"width": 2.5, "count": -1, "colour": None, "ratio": 0.25}]
+    columns = SIGNATURE.plain_columns(rows)
+    assert columns is not None and columns["width"].tolist() == [1.0, 2.5]
+    assert columns["colour"].tolist() == ["red", None] and columns["flag"].tolist() == [True, None]
+    assert np.isnan(columns["ratio"][0]) and columns["ratio"][1] == 0.25
+    assert columns["n:odd"][0] == 2.0 and np.isnan(columns["n:odd"][1])
+    for odd in ([{"width": 1}], [{"width": True, "count": 1}], [{"width": 1, "count": 1.0}],
+                [{"width": 1, "count": 1, "flag": 1}], [{"width": 1, "count": 1, "extra": 1}], {"width": 1}):
+        assert SIGNATURE.plain_columns(odd) is None
+        signature_agree(odd if isinstance(odd, list) else [odd])
