@@ -26,7 +26,7 @@ from mlscope.errors import NotReady, TooLarge
 from mlscope.explain.shapley import Explanation as ShapleyExplanation
 from mlscope.serving.answers import SHAPES_IN_WORDS
 from mlscope.serving.batching import MicroBatcher
-from mlscope.serving.contract import Contract
+from mlscope.serving.contract import Contract, plain_passenger_columns
 from mlscope.serving.loading import LoadedModel
 from mlscope.serving.metrics import ApiMetrics, MetricsMiddleware
 from mlscope.serving.watcher import ModelWatcher
@@ -169,16 +169,17 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
     batch_adapter = TypeAdapter(list[Request])  # type: ignore[valid-type]
 
     def parse_batch(body: bytes) -> tuple[dict[str, np.ndarray], int]:
-        """Raw feature columns and row count of a batch. Plainly valid records go straight to
+        """Raw feature columns and row count of a batch. Plainly valid passengers go straight to
         columns; anything else is validated from the JSON bytes by the request model (which names
         the first bad field). Both are several times faster than FastAPI's own body handling."""
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            payload = None
-        columns = contract.plain_columns(payload) if payload is not None else None
-        if columns is not None:
-            return columns, len(payload)
+        if contract.kind == "titanic":
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                payload = None
+            columns = plain_passenger_columns(payload, contract.fields) if payload is not None else None
+            if columns is not None:
+                return columns, len(payload)
         try:
             items = batch_adapter.validate_json(body)
         except ValidationError as exc:

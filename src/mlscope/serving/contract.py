@@ -109,13 +109,6 @@ class Contract:
                 out[feature] = column
         return out
 
-    def plain_columns(self, payload: Any) -> dict[str, np.ndarray] | None:
-        """Raw feature columns of a parsed JSON batch when every value is plainly valid, else None (the
-        request model then validates it and names the first bad field)."""
-        if self.kind == "titanic":
-            return plain_passenger_columns(payload, self.fields)
-        return plain_signature_columns(payload, self)
-
     def class_index(self, label: str | None) -> int | None:
         """The position of class `label` (as answered) among a multiclass model's classes; None for None.
         BadInput (field `explain_class`) for another task or an unknown label."""
@@ -235,44 +228,3 @@ def plain_passenger_columns(payload: Any, fields: dict[str, str]) -> dict[str, n
     if any(column is None for column in columns.values()):
         return None
     return {raw: columns[raw] for raw in fields.values()}  # type: ignore[misc]
-
-
-# Python types strict validation takes per signature type (JSON null is allowed for every field).
-_PLAIN_TYPES: dict[str, frozenset[type]] = {
-    "double": frozenset({int, float}), "float": frozenset({int, float}), "long": frozenset({int}),
-    "integer": frozenset({int}), "boolean": frozenset({bool}), "string": frozenset({str}),
-}
-
-
-def plain_signature_columns(payload: Any, contract: Contract) -> dict[str, np.ndarray] | None:
-    """The signature contract's fast path, like `plain_passenger_columns`: columns of a JSON array of
-    records when every key is a field, every required field is there and every value has exactly a type
-    the strict request model takes (or is null), else None. A property test checks it against the model."""
-    if type(payload) is not list or not set(map(type, payload)) <= {dict}:
-        return None
-    allowed = contract.fields.keys()
-    if not all(row.keys() <= allowed for row in payload):
-        return None
-    columns: dict[str, np.ndarray] = {}
-    for field, spec in zip(contract.fields, contract.types, strict=True):
-        type_name, required = spec.rsplit(":", 2)[1:]
-        values = [row.get(field, _ABSENT) for row in payload]
-        if required == "True" and _ABSENT in values:
-            return None
-        values = [None if v is _ABSENT else v for v in values]
-        if not set(map(type, values)) <= _PLAIN_TYPES[type_name] | {type(None)}:
-            return None
-        feature = contract.fields[field]
-        if feature in contract.numeric:
-            try:
-                column = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            except OverflowError:
-                return None
-            if not np.isfinite(column[~np.isnan(column)]).all() or any(
-                    type(v) is float and np.isnan(v) for v in values):
-                return None
-        else:
-            column = np.empty(len(values), dtype=object)
-            column[:] = values
-        columns[feature] = column
-    return columns
