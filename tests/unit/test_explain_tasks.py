@@ -91,3 +91,23 @@ def test_the_negative_class_of_a_binary_model_mirrors_the_positive_one(wine) -> 
         np.testing.assert_allclose(negative.values, -positive.values, atol=1e-12)
         np.testing.assert_allclose(negative.outputs, 1 - positive.outputs, atol=1e-12)
         assert negative.metadata["model_output"] == "probability of class 0"
+
+
+def test_xgboost_behind_mlscopes_label_wrapper_is_explained_exactly_by_its_trees(wine) -> None:
+    """Text labels put XGBClassifier inside EncodedLabels: its trees are still read (exact, not sampled),
+    and each class's values are those of the bare booster fitted on the class codes."""
+    from xgboost import XGBClassifier
+
+    from mlscope.training.portable import EncodedLabels
+
+    X, y = load_wine(return_X_y=True, as_frame=True)  # all 13 features: beyond enumeration, trees or sampling
+    y = wine[1]
+    wrapped = EncodedLabels(XGBClassifier(n_estimators=15, max_depth=3, random_state=0)).fit(X, y)
+    bare = wrapped.estimator_
+    background, rows = X.iloc[::9].reset_index(drop=True), X.iloc[[3, 70, 140]].reset_index(drop=True)
+    for code, label in enumerate(wrapped.classes_):
+        explained = ShapleyExplainer(wrapped, background, output_class=label).explain(rows)
+        reference = ShapleyExplainer(bare, background, output_class=code).explain(rows)
+        assert explained.metadata["exact"] is True and "TreeSHAP" in explained.metadata["algorithm"]
+        assert np.abs(explained.values - reference.values).max() <= 1e-12
+        assert explained.additivity_errors.max() <= 1e-6

@@ -102,6 +102,9 @@ def concatenate(trees: list[TreeEnsemble]) -> TreeEnsemble:
 
 def extract_ensemble(estimator: Any) -> TreeEnsemble:
     """The fitted estimator (not a Pipeline) as a TreeEnsemble, or UnsupportedTrees with the reason."""
+    if type(estimator).__name__ == "EncodedLabels" and hasattr(estimator, "estimator_"):
+        # mlscope's label wrapper (training/portable.py, pickled by value): the same probability columns
+        estimator = estimator.estimator_
     module = type(estimator).__module__
     if module.startswith("xgboost") or module.startswith("lightgbm") or "HistGradientBoosting" in type(estimator).__name__:
         from mlscope.explain import booster_trees
