@@ -20,6 +20,7 @@ from mlscope.monitoring.writer import FeedbackLog, PredictionLog
 
 # After the flush interval, a prediction answered by another worker may still be being written.
 WRITE_GRACE_SECONDS = 1.0
+MOST_WAIT_SECONDS = 5.0  # an unknown recent id never holds a request longer, whatever the flush interval
 
 
 class Feedback(BaseModel):
@@ -126,7 +127,7 @@ class FeedbackDesk:
             latest = max(layout.request_time(request_id).timestamp() for request_id in missing)
             wait = latest + self.flush_seconds + WRITE_GRACE_SECONDS - time.time()
             if 0 < wait <= self.flush_seconds + WRITE_GRACE_SECONDS:
-                time.sleep(wait)
+                time.sleep(min(wait, MOST_WAIT_SECONDS))
                 missing -= store.known_request_ids(self.folder, self.model, missing)
         if missing:
             first = min(missing, key=request_ids.index)
