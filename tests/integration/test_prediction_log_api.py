@@ -111,14 +111,14 @@ def test_feedback_errors_name_the_field_and_overwrite_nothing(served_store: Stor
             404, "not_found", "request_id")
         assert error_of(api.post("/feedback", json={"request_id": "not an id", "actual": 1}))[::2] == (
             422, "request_id")
-        for wrong in ("maybe", 2, 0.5, "survived"):
-            assert error_of(api.post("/feedback", json={"request_id": ids[0], "actual": wrong})) == (
-                422, "bad_input", "actual")
+        for wrong in ("maybe", 2, 0.5, "survived", True, None):
+            assert error_of(api.post("/feedback", json={"request_id": ids[0], "actual": wrong}))[::2] == (
+                422, "actual")
         assert api.post("/feedback", json={"request_id": ids[0], "actual": "0"}).status_code == 200
         assert error_of(api.post("/feedback", json={"request_id": ids[0], "actual": "1"})) == (
             409, "conflict", "request_id")
         batch = [{"request_id": ids[1], "actual": 1}, {"request_id": ids[2], "actual": "yes"}]
-        assert error_of(api.post("/feedback/batch", json=batch)) == (422, "bad_input", "1.actual")
+        assert error_of(api.post("/feedback/batch", json=batch))[::2] == (422, "1.actual")
         twice = [{"request_id": ids[1], "actual": 1}, {"request_id": ids[1], "actual": 0}]
         assert error_of(api.post("/feedback/batch", json=twice)) == (409, "conflict", "1.request_id")
         with_unknown = [{"request_id": ids[1], "actual": 1}, {"request_id": unknown, "actual": 0}]

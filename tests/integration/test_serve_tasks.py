@@ -184,15 +184,20 @@ def test_the_served_model_logs_its_tasks_columns(registry: tuple[Store, dict[str
     store, served = registry
     entry = served[name]
     sent = records(entry.X.head(8))
+    classes = [str(c) for c in getattr(entry.model, "classes_", [])]
+    truth, wrong = (classes[1], "merlot") if classes else (151.5, "151.5")
     with api_for(store, name, monitor_dir=tmp_path) as api:
         answers = api.post("/predict/batch", json=sent[:6]).json()
         answers += [api.post("/predict", json=row).json() for row in sent[6:]]
+        refused = api.post("/feedback", json={"request_id": answers[0]["request_id"], "actual": wrong})
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "actual"
+        given = api.post("/feedback", json={"request_id": answers[0]["request_id"], "actual": truth})
+        assert given.status_code == 200 and given.json()["actual"] == str(truth)
     now = datetime.now(UTC)
     table = log_store.predictions(tmp_path, name, now - timedelta(hours=1), now)
     rows = {row["request_id"]: row for row in table.to_pylist()}
     assert len(rows) == 8
     features = [f"in.{column}" for column in entry.X.columns]
-    classes = [str(c) for c in getattr(entry.model, "classes_", [])]
     assert table.column_names == ["request_id", "ts", "model_name", "model_version", "alias", "latency_ms", "output",
                                   "label", *(f"p.{label}" for label in classes), *features]
     for answer, row_sent in zip(answers, sent, strict=True):
@@ -204,6 +209,9 @@ def test_the_served_model_logs_its_tasks_columns(registry: tuple[Store, dict[str
             assert {label: row[f"p.{label}"] for label in classes} == answer["probabilities"]
         else:
             assert row["output"] == answer["prediction"] and row["label"] is None
+    labelled = log_store.labelled(tmp_path, name, now - timedelta(hours=1), now)
+    assert labelled.column("request_id").to_pylist() == [answers[0]["request_id"]]
+    assert labelled.column("actual").to_pylist() == [str(truth)]
 
 
 def test_the_wine_labels_are_the_models_text_labels(registry: tuple[Store, dict[str, Served]]) -> None:
