@@ -48,8 +48,8 @@ def test_no_feedback_gets_a_server_error(served_store: Store, tmp_path: Path,  #
 
 def test_feedback_for_logged_predictions_takes_exactly_the_valid_truths(served_store: Store,  # noqa: F811
                                                                          tmp_path: Path) -> None:
-    values = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=3),
-                       st.sampled_from(["0", "1", 0, 1, 0.0, 1.0]))
+    values = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False),
+                       st.text(max_size=3), st.sampled_from(["0", "1", 0, 1, 0.0, 1.0]))
     accepted: dict[str, str] = {}
     with TestClient(build_api(served_store.settings(monitor_dir=tmp_path))) as api:
         ids = iter([a["request_id"] for a in api.post("/predict/batch", json=[THIRD_CLASS_MAN] * 300).json()])

@@ -103,7 +103,8 @@ def error_of(reply: Any) -> tuple[int, str, str]:
     return reply.status_code, reply.json()["error"]["code"], reply.json()["error"]["field"]
 
 
-def test_feedback_errors_name_the_field_and_overwrite_nothing(served_store: Store, tmp_path: Path) -> None:  # noqa: F811
+def test_feedback_errors_name_the_field_and_overwrite_nothing(served_store: Store,  # noqa: F811
+                                                               tmp_path: Path) -> None:
     with api_with(served_store, tmp_path) as api:
         ids = [a["request_id"] for a in api.post("/predict/batch", json=passengers(3)).json()]
         unknown = layout.new_request_id()
@@ -156,7 +157,8 @@ def test_logging_off_or_sampled_out_logs_nothing(served_store: Store, tmp_path: 
         answer = api.post("/predict", json=THIRD_CLASS_MAN)
         assert layout.is_request_id(answer.json()["request_id"])  # ids are answered all the same
         reply = api.post("/feedback", json={"request_id": answer.json()["request_id"], "actual": 1})
-        assert error_of(reply) == (404, "not_found", "request_id") and "LOG_PREDICTIONS" in reply.json()["error"]["message"]
+        assert error_of(reply) == (404, "not_found", "request_id")
+        assert "LOG_PREDICTIONS" in reply.json()["error"]["message"]
     assert not (tmp_path / "off").exists()
     with api_with(served_store, tmp_path / "none", log_sample_rate=0.0) as api:
         for _ in range(5):
