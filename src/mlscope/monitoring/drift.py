@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
 
 import numpy as np
 from scipy import stats
+
+from mlscope.monitoring import layout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -362,21 +362,10 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-_DATE_FOLDER = re.compile(r"date=(\d{4}-\d{2}-\d{2})$")
-
-
 def log_files(folder: Path, model: str, since: datetime, until: datetime) -> list[str]:
     """The prediction log's part files of `model` in the date folders that [since, until) touches."""
-    root = Path(folder) / "predictions" / f"model={quote(model, safe='')}"
-    if not root.is_dir():
-        return []
-    first, last = _utc(since).date(), _utc(until).date()
-    files: list[str] = []
-    for day in sorted(root.iterdir()):
-        found = _DATE_FOLDER.match(day.name)
-        if found and first <= date.fromisoformat(found.group(1)) <= last:
-            files.extend(str(path) for path in sorted(day.glob("*.parquet")))
-    return files
+    return [str(path) for path in layout.part_files(Path(folder), layout.PREDICTIONS, model,
+                                                     _utc(since).date(), _utc(until).date())]
 
 
 def read_live(folder: Path, model: str, version: str, since: datetime, until: datetime,
