@@ -33,6 +33,7 @@ from mlscope.monitoring.writer import FeedbackLog, PredictionLog
 from mlscope.serving.answers import SHAPES_IN_WORDS
 from mlscope.serving.batching import MicroBatcher
 from mlscope.serving.contract import Contract, plain_passenger_columns
+from mlscope.serving.drift_gauges import DriftGauges
 from mlscope.serving.loading import LoadedModel
 from mlscope.serving.metrics import ApiMetrics, MetricsMiddleware
 from mlscope.serving.watcher import ModelWatcher
@@ -157,6 +158,8 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
     metrics = ApiMetrics(metrics_dir)
     batcher = MicroBatcher(lambda: watcher.current, lambda: watcher.problem)
     prediction_log, feedback_log = logs(settings, metrics)
+    drift = DriftGauges(settings, lambda: watcher.current, lambda: watcher.client)
+    metrics.add_collector(drift)
     desk = FeedbackDesk(settings.monitor_dir, watcher.target.name, contract.task, contract.classes, prediction_log,
                         feedback_log, settings.log_flush_seconds)
     watcher.on_change(lambda m: metrics.set_model(m.name, m.version, m.alias))
@@ -343,7 +346,10 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
     async def prometheus() -> Response:
         """Prometheus text format: requests, errors, latency histogram, served version (with several
-        workers: totals over all of them, and the gauges per worker pid)."""
+        workers: totals over all of them, and the gauges per worker pid), the prediction log's counters, and
+        the served version's drift over `MLSCOPE_MONITOR_WINDOW` (mlscope_drift_status per feature: 0 ok,
+        1 watch, 2 alert; mlscope_drift_overall_status; mlscope_drift_psi), recomputed at most once a minute."""
+        await run_in_threadpool(drift.refresh)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -91,6 +91,10 @@ class ApiMetrics:
         self.swaps.set(swaps)
         self.check_failures.set(failed)
 
+    def add_collector(self, collector: object) -> None:
+        """Expose a custom collector's metrics (computed by this process, whatever the worker mode)."""
+        self._exposed.register(collector)  # type: ignore[arg-type]
+
     def exposition(self) -> bytes:
         return generate_latest(self._exposed)
 
