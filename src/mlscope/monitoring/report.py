@@ -31,6 +31,8 @@ from mlscope.tracking.version_links import linked_run_id
 
 Status = Literal["ok", "watch", "alert"]
 INPUT_PREFIX = "in."
+TRAFFIC_COLUMNS = ("request_id", "ts", "model_version", "latency_ms")
+REFERENCE_CACHE = "references"  # under settings.monitor_dir: training references read from MLflow
 BUCKETS = 48  # points of the traffic chart, at most
 _NICE_BUCKETS = [timedelta(seconds=s) for s in (10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600,
                                                  86400, 7 * 86400)]
@@ -212,31 +214,40 @@ def _version_key(version: str) -> tuple[int, str]:
     return (int(version), version) if version.isdigit() else (-1, version)
 
 
+def _frame(table: Any) -> pd.DataFrame:
+    frame = table.to_pandas() if isinstance(table, pa.Table) else pd.DataFrame(table)
+    if "model_version" in frame:
+        frame["model_version"] = frame["model_version"].astype(str)
+    return frame
+
+
+def _status(drift: Drift | None) -> Literal["ok", "watch", "alert", "no_data"]:
+    if drift is None or drift.rows == 0:
+        return "no_data"
+    return worst([f.status for f in drift.features] + ([drift.prediction.status] if drift.prediction else []))
+
+
 def production_report(settings: Settings, client: MlflowClient, model_name: str, window: str | None = None, *,
                       now: datetime | None = None) -> ProductionReport:
-    """The report of `model_name` over the last `window` ("24h" when None: settings.monitor_window)."""
+    """The report of `model_name` over the last `window` (settings.monitor_window when None). Drift and
+    explanation drift are of the served version (the newest version with predictions when the served one
+    has none in the window); status "no_data" when there is nothing to judge (no predictions, no reference)."""
     window = window or settings.monitor_window
     span = parse_window(window)
     until = (now or datetime.now(UTC)).astimezone(UTC)
     since = until - span
     problems: list[str] = []
     served = _served(client, model_name, settings.alias, problems)
-    table = store.predictions(settings.monitor_dir, model_name, since, until)
-    frame = table.to_pandas() if isinstance(table, pa.Table) else pd.DataFrame(table)
+    folder = settings.monitor_dir
+    frame = _frame(store.predictions(folder, model_name, since, until, columns=list(TRAFFIC_COLUMNS)))
     header = {"model": model_name, "window": window, "since": since, "until": until,
-              "generated_at": datetime.now(UTC), "served": served}
+              "generated_at": datetime.now(UTC), "served": served, "traffic": traffic(frame, since, until)}
     if frame.empty:
         problems.append("no predictions logged in this window")
         task = _task_of(client, served.run_id if served else None, None, frame)
         return ProductionReport(**header, task=task.name if task else None, status="no_data", problems=problems,
-                                traffic=traffic(frame, since, until), versions=[], drift=None,
-                                explanation_drift=None)
-    frame["model_version"] = frame["model_version"].astype(str)
-    labelled_table = store.labelled(settings.monitor_dir, model_name, since, until)
-    labelled = labelled_table.to_pandas() if isinstance(labelled_table, pa.Table) else pd.DataFrame(labelled_table)
-    if not labelled.empty:
-        labelled["model_version"] = labelled["model_version"].astype(str)
-    cache_dir = settings.monitor_dir / "references"
+                                versions=[], drift=None, explanation_drift=None)
+    labelled = _frame(store.labelled(folder, model_name, since, until))
     versions = sorted(set(frame["model_version"]), key=_version_key, reverse=True)
     judged = served.version if served and served.version in versions else versions[0]
     if served and served.version not in versions:
@@ -245,34 +256,35 @@ def production_report(settings: Settings, client: MlflowClient, model_name: str,
     reports, judged_reference, judged_task, judged_run = [], None, None, None
     for version in versions:
         run_id = served.run_id if served and served.version == version else _run_of(client, model_name, version)
-        reference, problem = _reference(client, run_id, version, cache_dir)
+        reference, problem = _reference(client, run_id, version, folder / REFERENCE_CACHE)
         if problem:
             problems.append(problem)
-        rows = frame[frame["model_version"] == version]
-        task = _task_of(client, run_id, reference, rows)
         joined = labelled[labelled["model_version"] == version] if not labelled.empty else labelled
+        task = _task_of(client, run_id, reference, joined)
         metrics: list[LiveMetric] = []
         if task is not None and not joined.empty:
             model_classes = list(getattr(reference, "classes", None) or [])
             metrics = live_metrics(task, joined, classes_of(task, joined, model_classes),
                                    _test_metrics(client, run_id), model_classes=model_classes)
-        reports.append(VersionReport(version=version, predictions=len(rows), labelled=len(joined),
-                                     live_metrics=metrics, reference_problem=problem,
+        reports.append(VersionReport(version=version, predictions=int((frame["model_version"] == version).sum()),
+                                     labelled=len(joined), live_metrics=metrics, reference_problem=problem,
                                      reference_rows=None if reference is None else int(reference.rows)))
         if version == judged:
             judged_reference, judged_task, judged_run = reference, task, run_id
-    live = frame[frame["model_version"] == judged]
-    drift = _drift(settings, judged, judged_reference, live) if judged_reference is not None else None
+    drift = None
+    if judged_reference is not None:
+        table = drift_stats.window_drift(folder, model_name, judged, since, until, judged_reference,
+                                         drift_stats.Thresholds.from_settings(settings))
+        problems.extend(table.problems)
+        drift = Drift.model_validate(table.to_dict())
+    columns = (None if judged_reference is None
+               else [f"{INPUT_PREFIX}{feature}" for feature in judged_reference.features])
+    live = _frame(store.predictions(folder, model_name, since, until, columns=columns, versions=[judged]))
     explained = explanation_drift(settings, client, judged, judged_run, _inputs(live))
     if explained.problem:
         problems.append(f"explanation drift of version {judged}: {explained.problem}")
-    if drift is None:
-        status: Literal["ok", "watch", "alert", "no_data"] = "no_data"
-    else:
-        status = worst([f.status for f in drift.features] + ([drift.prediction.status] if drift.prediction else []))
-    return ProductionReport(**header, task=judged_task.name if judged_task else None, status=status,
-                            problems=problems, traffic=traffic(frame, since, until), versions=reports, drift=drift,
-                            explanation_drift=explained)
+    return ProductionReport(**header, task=judged_task.name if judged_task else None, status=_status(drift),
+                            problems=problems, versions=reports, drift=drift, explanation_drift=explained)
 
 
 def _run_of(client: MlflowClient, name: str, version: str) -> str | None:

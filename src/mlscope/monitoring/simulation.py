@@ -43,7 +43,7 @@ def truth_text(values: pd.Series) -> pd.Series:
             return str(int(value))
         return str(value)
 
-    return values.map(one)
+    return pd.Series([one(value) for value in values], index=values.index, dtype=object, name=values.name)
 
 
 def sample(source: Source, n: int, rng: np.random.Generator) -> Source:
