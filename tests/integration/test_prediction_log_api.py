@@ -164,3 +164,19 @@ def test_logging_off_or_sampled_out_logs_nothing(served_store: Store, tmp_path: 
         for _ in range(5):
             api.post("/predict", json=THIRD_CLASS_MAN)
     assert logged(tmp_path / "none").num_rows == 0
+
+
+def test_the_api_deletes_days_older_than_the_retention(served_store: Store, tmp_path: Path) -> None:  # noqa: F811
+    old_day = (datetime.now(UTC) - timedelta(days=40)).date()
+    kept_day = (datetime.now(UTC) - timedelta(days=2)).date()
+    for day in (old_day, kept_day):
+        rows = pa.table({"request_id": ["0" * 18], "ts": pa.array([datetime.combine(day, datetime.min.time(), UTC)],
+                                                                  layout.TIMESTAMP)})
+        layout.write_part(tmp_path, layout.PREDICTIONS, MODEL, day, rows)
+    expired = layout.date_folder(tmp_path, layout.PREDICTIONS, MODEL, old_day)
+    with api_with(served_store, tmp_path, log_flush_seconds=0.05, log_retention_days=30):
+        deadline = time.monotonic() + 10
+        while expired.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not expired.exists()
+    assert layout.date_folder(tmp_path, layout.PREDICTIONS, MODEL, kept_day).exists()

@@ -87,24 +87,26 @@ def every_part_is_readable(store_: Store) -> int:
     return len(parts)
 
 
-def test_sigterm_loses_no_row_of_any_worker(own_store: Store, tmp_path: Path) -> None:
-    """A long flush interval: every row on disk was written by the workers' shutdown."""
-    with serving(own_store, tmp_path, "--workers", "2", env={"MLSCOPE_LOG_FLUSH_SECONDS": "60"}) as served:
-        served.wait_loaded(2)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_loses_no_row_of_any_worker(own_store: Store, tmp_path: Path, workers: int) -> None:
+    """A long flush interval: every row on disk was written by the shutdown (of each worker)."""
+    with serving(own_store, tmp_path, "--workers", str(workers), env={"MLSCOPE_LOG_FLUSH_SECONDS": "60"}) as served:
+        if workers > 1:
+            served.wait_loaded(workers)
         with Traffic(served.url) as traffic:
             deadline = time.monotonic() + 30
-            while len(traffic.workers) < 2 and time.monotonic() < deadline:
+            while len(traffic.workers) < workers and time.monotonic() < deadline:
                 time.sleep(0.1)
             time.sleep(1.0)
             assert logged_ids(own_store) == set()  # nothing written yet: all of it is buffered
             served.process.send_signal(signal.SIGTERM)
             assert served.process.wait(timeout=60) == 0, served.log()
     answered = {request_id for _, request_id in traffic.answered}
-    assert len(traffic.workers) == 2 and len(answered) > 100
-    assert answered <= logged_ids(own_store)
+    assert len(answered) > 100 and answered <= logged_ids(own_store)
     pids = {part.name.split("-")[2] for part in monitor_of(own_store).rglob("part-*.parquet")}
-    assert pids == traffic.workers  # each worker wrote its own files
-    assert every_part_is_readable(own_store) >= 2
+    # each worker wrote its own files (a single process answers without the worker header)
+    assert pids == (traffic.workers if workers > 1 else {str(served.process.pid)})
+    assert every_part_is_readable(own_store) >= workers
 
 
 def test_sigkill_loses_at_most_the_last_flush_interval(own_store: Store, tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from mlscope.monitoring.writer import FeedbackLog, PredictionLog
 
 # After the flush interval, a prediction answered by another worker may still be being written.
 WRITE_GRACE_SECONDS = 1.0
-MOST_WAIT_SECONDS = 5.0  # an unknown recent id never holds a request longer, whatever the flush interval
+MOST_WAIT_SECONDS = 5.0
+RECENT_SECONDS = 120.0  # an unknown recent id never holds a request longer, whatever the flush interval
 
 
 def _no_booleans(value: Any) -> Any:
@@ -133,11 +134,13 @@ class FeedbackDesk:
             raise NotFound("this API does not log predictions (MLSCOPE_LOG_PREDICTIONS=false): there is no "
                            "prediction to give feedback on", field=_field(where(0), "request_id"))
         missing = set(request_ids) - store.known_request_ids(self.folder, self.model, request_ids)
-        if missing:
+        latest = max((layout.request_time(request_id).timestamp() for request_id in missing), default=0.0)
+        # only a recent request's rows can still be buffered (a long one's: up to RECENT_SECONDS late)
+        recent = -MOST_WAIT_SECONDS < time.time() - latest < self.flush_seconds + RECENT_SECONDS
+        if missing and recent and self.predictions.buffered:
             self.predictions.flush()
             missing -= store.known_request_ids(self.folder, self.model, missing)
         if missing:
-            latest = max(layout.request_time(request_id).timestamp() for request_id in missing)
             wait = latest + self.flush_seconds + WRITE_GRACE_SECONDS - time.time()
             if 0 < wait <= self.flush_seconds + WRITE_GRACE_SECONDS:
                 time.sleep(min(wait, MOST_WAIT_SECONDS))
