@@ -85,22 +85,21 @@ def make_reference(folder: Path, rows: int, seed: int) -> tuple[Reference, Path]
     return Reference("bench", meta, frame), path
 
 
-def evidently_python() -> Path:
-    python = EVIDENTLY_VENV / "bin" / "python"
+def evidently_python(venv: Path) -> Path:
+    """The Python of Evidently's own environment, created on first use."""
+    python = venv / "bin" / "python"
     if not python.exists():
-        print(f"creating {EVIDENTLY_VENV.relative_to(REPOSITORY)} ({', '.join(EVIDENTLY_REQUIREMENTS)}) ...",
-              flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(EVIDENTLY_VENV)], check=True)
-        subprocess.run([str(python), "-m", "ensurepip", "-q"], check=True)
+        print(f"creating {venv} ({', '.join(EVIDENTLY_REQUIREMENTS)}) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", *EVIDENTLY_REQUIREMENTS], check=True)
     return python
 
 
-def run_evidently(reference: Reference, reference_path: Path, files: list[Path]) -> dict:
+def run_evidently(venv: Path, reference: Reference, reference_path: Path, files: list[Path]) -> dict:
     columns = reference.log_columns()
     numeric = [c for c, kind in columns.items() if kind == "numeric"]
     categorical = [c for c, kind in columns.items() if kind == "categorical"]
-    command = [str(evidently_python()), str(REPOSITORY / "bench" / "drift_evidently.py"),
+    command = [str(evidently_python(venv)), str(REPOSITORY / "bench" / "drift_evidently.py"),
                "--reference", str(reference_path), "--numeric", ",".join(numeric),
                "--categorical", ",".join(categorical), *map(str, files)]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -118,6 +117,8 @@ def main() -> None:
     parser.add_argument("--reference-rows", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-evidently", action="store_true")
+    parser.add_argument("--evidently-venv", type=Path, default=EVIDENTLY_VENV,
+                        help="Evidently's virtual environment (created when absent)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -139,7 +140,7 @@ def main() -> None:
         ours = statistics.median(times)
         print(f"mlscope window_drift: median {ours:.3f} s over {args.repeats} runs "
               f"({', '.join(f'{t:.3f}' for t in times)}); {table.rows:,} rows vs {table.reference_rows:,}", flush=True)
-        evidently = None if args.no_evidently else run_evidently(reference, reference_path, files)
+        evidently = None if args.no_evidently else run_evidently(args.evidently_venv, reference, reference_path, files)
 
     rows = [*table.features, table.prediction]
     column_of = {f.feature: ("output" if f.feature == drift.PREDICTION else f"in.{f.feature}") for f in rows}

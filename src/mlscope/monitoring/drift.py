@@ -301,7 +301,7 @@ class LiveColumns:
 
 
 def _parallel(jobs: list[Any]) -> list[FeatureDrift]:
-    """Numeric features in threads: numpy's sort and searches release the GIL."""
+    """Features in threads: numpy's sorts and searches release the GIL."""
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
         return [job() for job in jobs]
