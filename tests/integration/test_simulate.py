@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlscope.cli import app
-from mlscope.data.loader import load_titanic
+from mlscope.data.loader import load_titanic, titanic_path
 from mlscope.monitoring import store as log_store
 from mlscope.serving.app import build_api
 from tests.conftest import Store, mlflow_state_kept
@@ -72,13 +72,15 @@ def test_simulate_sends_drifted_traffic_and_feedback_that_the_log_then_holds(own
     assert labelled.num_rows == feedback.num_rows  # every feedback joins its prediction
 
 
-def test_simulate_batches_without_drift(own_store: Store, tmp_path: Path) -> None:
+def test_simulate_batches_from_a_csv_without_drift(own_store: Store, tmp_path: Path) -> None:
     monitor_dir = tmp_path / "monitoring"
     settings = own_store.settings(monitor_dir=monitor_dir, log_flush_seconds=0.2)
     with mlflow_state_kept(), live_app(build_api(settings), ready_path="/ready") as url:
         result = _simulate(own_store, monitor_dir, "--url", url, "--requests", "100", "--batch-size", "25",
-                           "--feedback-delay", "0.5", "--label-share", "1")
+                           "--feedback-delay", "0.5", "--label-share", "1", "--data", str(titanic_path()),
+                           "--target", "Survived")
     assert result.exit_code == 0, result.output
+    assert f"from {titanic_path()} (truth: Survived)" in result.output  # any CSV: its columns by feature name
     predictions = log_store.feedback(monitor_dir, MODEL)
     assert predictions.num_rows == 100
     assert all("-" in request_id for request_id in predictions["request_id"].to_pylist())  # batch rows' ids
