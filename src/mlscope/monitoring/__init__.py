@@ -1,1 +1,1 @@
-"""Production monitoring: the prediction log, drift against the training reference, the production report."""
+"""Production monitoring: the prediction log, reference samples, drift, live metrics and the report."""
