@@ -53,6 +53,10 @@ function plural(count, noun) {
   return `${count.toLocaleString("en")} ${noun}${count === 1 ? "" : "s"}`;
 }
 
+function capitalised(text) {
+  return text ? text[0].toUpperCase() + text.slice(1) : text;
+}
+
 function badge(status) {
   return el("span", {class: "status-badge", "data-status": status || "none"}, status ? status.replace("_", " ") : "—");
 }
@@ -110,6 +114,7 @@ function refresh() {
 }
 
 function render(report) {
+  $("[data-report]").hidden = false;  // first: Plotly sizes a chart by its visible container
   root.dataset.loadedWindow = report.window;
   renderHeader(report);
   renderStatus(report);
@@ -117,7 +122,10 @@ function render(report) {
   renderDrift(report);
   renderExplanation(report);
   renderVersions(report);
-  $("[data-report]").hidden = false;
+  // Nothing logged: the traffic section says so once, the sections that compare logged rows stay away.
+  for (const section of ["drift", "explanation", "metrics"]) {
+    $(`[data-${section}-section]`).hidden = report.traffic.predictions === 0;
+  }
 }
 
 function renderHeader(report) {
@@ -133,15 +141,15 @@ function renderHeader(report) {
 function drifted(report, status) {
   const drift = report.drift;
   if (!drift) return [];
-  const found = drift.features.filter((feature) => feature.status === status).map((feature) => feature.feature);
+  const found = [...drift.features].sort(byStatus).filter((feature) => feature.status === status)
+    .map((feature) => feature.feature);
   if (drift.prediction && drift.prediction.status === status) found.push("the prediction");
   return found;
 }
 
+// No data: the problems below say why.
 function statusDetail(report) {
-  if (report.status === "no_data") {
-    return report.traffic.predictions === 0 ? "no predictions logged in this window." : "nothing could be compared.";
-  }
+  if (report.status === "no_data") return "";
   const alerts = drifted(report, "alert");
   const watches = drifted(report, "watch");
   const parts = [];
@@ -154,10 +162,11 @@ function statusDetail(report) {
 function renderStatus(report) {
   const banner = $("[data-status-banner]");
   banner.dataset.status = report.status;
-  $("[data-status-text]").textContent = `${STATUS_WORDS[report.status] || report.status}:`;
-  $("[data-status-detail]").textContent = statusDetail(report);
+  const detail = statusDetail(report);
+  $("[data-status-text]").textContent = `${STATUS_WORDS[report.status] || report.status}${detail ? ":" : ""}`;
+  $("[data-status-detail]").textContent = detail;
   const problems = $("[data-problems]");
-  problems.replaceChildren(...report.problems.map((problem) => el("li", {}, problem)));
+  problems.replaceChildren(...report.problems.map((problem) => el("li", {}, capitalised(problem))));
   problems.hidden = report.problems.length === 0;
   banner.hidden = false;
 }
@@ -229,7 +238,7 @@ function driftAbsence(report) {
   if (report.traffic.predictions === 0) return "Nothing to compare: no predictions logged in this window.";
   const version = report.served ? report.served.version : null;
   const entry = version ? versionEntry(report, version) : null;
-  if (entry && entry.reference_problem) return `No reference for version ${version}: ${entry.reference_problem}`;
+  if (entry && entry.reference_problem) return capitalised(entry.reference_problem);
   const problems = report.problems.join(" ");
   return `Drift could not be computed${problems ? `: ${problems}` : "."}`;
 }
@@ -254,8 +263,9 @@ function renderDrift(report) {
 
 // ---- explanation drift ----
 
+// How far a feature's importance moved, either way, on the SHAP scale: a big ratio of tiny values is no news.
 function shift(feature) {
-  return feature.ratio && feature.ratio > 0 ? Math.abs(Math.log(feature.ratio)) : -1;
+  return Math.abs((feature.live ?? 0) - (feature.reference ?? 0));
 }
 
 function renderExplanation(report) {
@@ -266,7 +276,7 @@ function renderExplanation(report) {
   empty.hidden = usable;
   if (!usable) {
     $("[data-explanation-caption]").textContent = "";
-    empty.textContent = drift && drift.problem ? drift.problem
+    empty.textContent = drift && drift.problem ? `Not computed for version ${drift.version}: ${drift.problem}`
       : report.traffic.predictions === 0 ? "Nothing to explain: no predictions logged in this window."
         : "Explanation drift was not computed for this window.";
     return;
@@ -286,8 +296,9 @@ function renderExplanation(report) {
     {type: "bar", orientation: "h", name: "live", y: labels, x: features.map((f) => f.live),
      marker: {color: LIVE}, hovertemplate: "%{y}: %{x:.4f} live<extra></extra>"},
   ], {
-    barmode: "group", height: 80 + 44 * features.length, margin: {l: 130, r: 20, t: 10, b: 40},
-    xaxis: {title: {text: "mean |SHAP value|"}, rangemode: "tozero"}, legend: {orientation: "h", y: -0.12},
+    barmode: "group", height: 90 + 44 * features.length, margin: {l: 130, r: 20, t: 30, b: 45},
+    xaxis: {title: {text: "mean |SHAP value|"}, rangemode: "tozero"},
+    legend: {orientation: "h", x: 0, y: 1, yanchor: "bottom", traceorder: "reversed"},
   });
 }
 
@@ -321,8 +332,7 @@ function versionBlock(report, entry) {
     `${plural(entry.predictions, "prediction")} · ${entry.labelled.toLocaleString("en")} with feedback`
     + (entry.reference_rows ? ` · reference of ${plural(entry.reference_rows, "training row")}` : "")));
   if (entry.reference_problem) {
-    block.append(el("p", {class: "note", "data-reference-problem": ""},
-                    `No reference for version ${entry.version}: ${entry.reference_problem}`));
+    block.append(el("p", {class: "note", "data-reference-problem": ""}, capitalised(entry.reference_problem)));
   }
   if (entry.labelled === 0 || entry.live_metrics.length === 0) {
     block.append(el("p", {class: "note", "data-no-feedback": ""}, entry.labelled === 0
