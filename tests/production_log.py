@@ -85,7 +85,7 @@ def write_log(settings: Settings, model: str, versions: dict[str, tuple[str, int
             "alias": pa.array([alias] * rows, pa.string()),
             "latency_ms": pa.array(rng.lognormal(0.3, 0.5, rows), pa.float64()),
             "output": pa.array(outputs, pa.float64()),
-            "label": pa.array(np.where(outputs > 0.5, "1", "0")  # the answer's rule, pa.string()),
+            "label": pa.array(np.where(outputs > 0.5, "1", "0"), pa.string()),  # the answer's rule
             **{f"in.{feature}": pa.array(values, pa.float64() if feature in served.contract.numeric else pa.string(),
                                          from_pandas=True)  # a missing number is null, as in the served log
                for feature, values in columns.items()},
