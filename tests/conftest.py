@@ -29,11 +29,13 @@ class Store:
     @property
     def env(self) -> dict[str, str]:
         return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_REGISTRY_URI": self.uri, "MLSCOPE_ARTIFACT_ROOT": str(self.root / "artifacts"),
-                "MLSCOPE_USER": "tester"}
+                "MLSCOPE_USER": "tester",
+                "MLSCOPE_MONITOR_DIR": str(self.root / "monitoring")}
 
     def settings(self, **overrides: object) -> Settings:
-        return Settings(tracking_uri=self.uri, registry_uri=self.uri, artifact_root=str(self.root / "artifacts"),
-                        user="tester", **overrides)
+        return Settings(**{"tracking_uri": self.uri, "registry_uri": self.uri,
+                           "artifact_root": str(self.root / "artifacts"), "user": "tester",
+                           "monitor_dir": self.root / "monitoring", **overrides})
 
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)

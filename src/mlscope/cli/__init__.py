@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mlscope import __version__
-from mlscope.cli import demo, explain, registry, runs, serve, train, ui, up
+from mlscope.cli import demo, explain, monitor, registry, runs, serve, simulate, train, ui, up
 from mlscope.cli.common import user_errors
 from mlscope.config import load_settings
 
@@ -49,6 +49,8 @@ app.command()(ui.ui)
 app.command()(serve.serve)
 app.command()(demo.demo)
 app.command()(up.up)
+app.command()(monitor.monitor)
+app.command()(simulate.simulate)
 
 
 def main() -> None:

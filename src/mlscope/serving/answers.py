@@ -5,7 +5,8 @@ how one row's output becomes its answer.
 - multiclass: the most probable class and every class's probability, keyed by the class labels as text
   in the model's `classes_` order;
 - regression: the prediction.
-Every answer names the model version that made it and may carry an explanation of its output."""
+Every answer names the model version that made it, carries its request id (the key of the prediction log
+and of feedback) and may carry an explanation of its output."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ from mlscope import task as tasks
 class ModelRef(BaseModel):
     name: str
     version: str
+
+
+REQUEST_ID_DESCRIPTION = ("Identifies this answer in the prediction log: send it with the truth to POST /feedback. "
+                          "A batch's answers are numbered `{batch id}-{row}`; the batch id is the `x-request-id` "
+                          "header.")
 
 
 class Explanation(BaseModel):
@@ -46,6 +52,7 @@ class PassengerAnswer(BaseModel):
     probability: float = Field(description="Model probability of survival (class 1).")
     prediction_text: Literal["Survived", "Did not survive"]
     model: ModelRef
+    request_id: str = Field(description=REQUEST_ID_DESCRIPTION)
     explanation: Explanation | None = None
 
 
@@ -55,6 +62,7 @@ class GenericAnswer(BaseModel):
     prediction: Literal[0, 1] = Field(description="1 when P(class 1) is above 0.5.")
     probability: float = Field(description="Model probability of class 1.")
     model: ModelRef
+    request_id: str = Field(description=REQUEST_ID_DESCRIPTION)
     explanation: Explanation | None = None
 
 
@@ -63,6 +71,7 @@ class RegressionAnswer(BaseModel):
 
     prediction: float = Field(description="The model's prediction (its `predict`).")
     model: ModelRef
+    request_id: str = Field(description=REQUEST_ID_DESCRIPTION)
     explanation: Explanation | None = None
 
 
@@ -74,7 +83,8 @@ def multiclass_answer(classes: Sequence[str]) -> type[BaseModel]:
         label=(Literal[tuple(classes)], Field(description="The most probable class (the model's `predict`).")),
         probabilities=(dict[str, float], Field(description=f"The probability of every class, keyed by label in the "
                                                            f"model's order ({listed}); they add up to 1.")),
-        model=(ModelRef, ...), explanation=(Explanation | None, None))
+        model=(ModelRef, ...), request_id=(str, Field(description=REQUEST_ID_DESCRIPTION)),
+        explanation=(Explanation | None, None))
 
 
 def _titanic(probability: float, model: dict[str, str]) -> dict[str, Any]:
@@ -118,7 +128,7 @@ _SHAPES: dict[str, Callable[[bool, tuple[str, ...]], AnswerShape]] = {
 SHAPES_IN_WORDS = ("binary classifiers answer `prediction` (0/1) and `probability` (of class 1; Titanic models: "
                    "`survived`, `probability`, `prediction_text`); multiclass classifiers answer `label` and "
                    "`probabilities` (per class label); regressors answer `prediction` (a number). Every answer "
-                   "names the `model` version that made it.")
+                   "names the `model` version that made it and carries its `request_id` (for POST /feedback).")
 
 
 def answer_shape(task: tasks.Task, titanic: bool = False, classes: Sequence[str] = ()) -> AnswerShape:

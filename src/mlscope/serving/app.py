@@ -5,8 +5,10 @@ loaded model (batches, explanations)."""
 # (from the served model's contract) and FastAPI must see them as real objects.
 import gc
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +26,10 @@ import mlscope
 from mlscope.config import Settings
 from mlscope.errors import NotReady, TooLarge
 from mlscope.explain.shapley import Explanation as ShapleyExplanation
+from mlscope.monitoring.feedback import Feedback, FeedbackBatchRecorded, FeedbackDesk, FeedbackRecorded
+from mlscope.monitoring.layout import new_request_id, row_request_id
+from mlscope.monitoring.store import remove_expired
+from mlscope.monitoring.writer import FeedbackLog, PredictionLog
 from mlscope.serving.answers import SHAPES_IN_WORDS
 from mlscope.serving.batching import MicroBatcher
 from mlscope.serving.contract import Contract, plain_passenger_columns
@@ -38,6 +44,8 @@ MAX_EXPLAINED_ROWS = 1000  # exact explanations cost ~5-15 ms a row: bound one r
 INLINE_ROWS = 256  # larger batches run in a worker thread: the loop keeps serving and the forest kernel (no GIL) overlaps
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No logged prediction has this request id; `error.field` names the field."},
+    409: {"description": "This request id already has feedback (the first is kept)."},
     413: {"description": "More rows than the configured batch limit."},
     422: {"description": "Invalid input; `error.field` names the field."},
     503: {"description": "No model is loaded yet; `error.message` says why."},
@@ -68,8 +76,16 @@ def settle_heap(unfreeze: bool = True) -> None:
     gc.freeze()
 
 
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def _json(payload: Any, status: int = 200, request_id: str | None = None) -> Response:
+    headers = None if request_id is None else {REQUEST_ID_HEADER: request_id}
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
+
+
+def _milliseconds_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def explanation_answers(explanation: ShapleyExplanation, fields: list[str]) -> list[dict[str, Any]]:
@@ -98,15 +114,18 @@ def _explanations(model: LoadedModel, columns: dict[str, np.ndarray], outputs: n
     return [by_row[row] for row in range(len(outputs))]
 
 
-def _answers(model: LoadedModel, columns: dict[str, np.ndarray], explain: bool,
-             explain_class: str | None = None) -> list[dict[str, Any]]:
-    """Answers from one model snapshot (batches and explanations; large ones in a worker thread)."""
+def _answers(model: LoadedModel, columns: dict[str, np.ndarray], explain: bool, request_ids: list[str],
+             explain_class: str | None = None) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Answers (one per request id) from one model snapshot (batches and explanations; large ones in a
+    worker thread), and the outputs they report."""
     outputs = model.outputs(columns)
     answers = [model.contract.answer(output, model.ref) for output in outputs.tolist()]
+    for answer, request_id in zip(answers, request_ids, strict=True):
+        answer["request_id"] = request_id
     if explain:
         for answer, explanation in zip(answers, _explanations(model, columns, outputs, explain_class), strict=True):
             answer["explanation"] = explanation
-    return answers
+    return answers, outputs
 
 
 class WorkerHeader:
@@ -137,6 +156,9 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
     `metrics_dir`, this process is one of several workers and /metrics reports all of them."""
     metrics = ApiMetrics(metrics_dir)
     batcher = MicroBatcher(lambda: watcher.current, lambda: watcher.problem)
+    prediction_log, feedback_log = logs(settings, metrics)
+    desk = FeedbackDesk(settings.monitor_dir, watcher.target.name, contract.task, contract.classes, prediction_log,
+                        feedback_log, settings.log_flush_seconds)
     watcher.on_change(lambda m: metrics.set_model(m.name, m.version, m.alias))
     watcher.on_change(lambda _: settle_heap())
     watcher.on_check(lambda w: metrics.set_checks(w.swaps, w.failed_checks))
@@ -151,10 +173,16 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
         # ~80 MiB less memory in all).
         settle_heap(unfreeze=metrics_dir is None)
         watcher.start()
+        for log in (prediction_log, feedback_log):
+            if log is not None:
+                log.start()
         try:
             yield
         finally:
             watcher.stop()
+            for log in (prediction_log, feedback_log):  # SIGTERM / Ctrl-C: write what is buffered
+                if log is not None:
+                    await run_in_threadpool(log.close)
 
     app = FastAPI(title="mlscope prediction API", version=mlscope.__version__, lifespan=lifespan,
                   description=f"Predictions from the registered model `{watcher.target.name}` "
@@ -241,14 +269,22 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
     async def predict(request: HTTPRequest,
                       item: Annotated[Request, Body(openapi_examples=examples)],  # type: ignore[valid-type]
                       explain: ExplainFlag = False) -> Response:
+        started = time.perf_counter()
+        request_id = new_request_id()
         explain_class = explain_class_of(request)
         if explain or explain_class is not None:
-            answers = await run_in_threadpool(_answers, served(), contract.columns([item]), True, explain_class)
-            metrics.rows.labels("predict").inc()
-            return _json(answers[0])
-        output, model = await batcher.predict(item)
+            model = served()
+            answers, outputs = await run_in_threadpool(_answers, model, contract.columns([item]), True, [request_id],
+                                                       explain_class)
+            answer, output = answers[0], outputs[0]
+        else:
+            output, model = await batcher.predict(item)
+            answer = contract.answer(output, model.ref)
+            answer["request_id"] = request_id
         metrics.rows.labels("predict").inc()
-        return _json(contract.answer(output, model.ref))
+        if prediction_log is not None and prediction_log.sampled():
+            prediction_log.add_one(model, item, output, request_id, _milliseconds_since(started))
+        return _json(answer, request_id=request_id)
 
     batch_body = {"required": True, "content": {"application/json": {"schema": {
         "type": "array", "items": {"$ref": f"#/components/schemas/{Request.__name__}"}}}}}
@@ -259,6 +295,8 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
               description="Many predictions (a JSON array of inputs) in the order given, at most "
                           "`MLSCOPE_MAX_BATCH_ROWS` rows; one answer per input." + answers_in_words)
     async def predict_batch(request: HTTPRequest, explain: ExplainFlag = False) -> Response:
+        started = time.perf_counter()
+        batch_id = new_request_id()
         explain_class = explain_class_of(request)
         explain = explain or explain_class is not None
         columns, rows = parse_batch(await read_limited(request, settings.max_batch_rows * MAX_BYTES_PER_ROW))
@@ -268,14 +306,38 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
             raise TooLarge(f"explain=true takes at most {MAX_EXPLAINED_ROWS} rows per request, got {rows}",
                            field="explain")
         if not rows:
-            return _json([])
+            return _json([], request_id=batch_id)
         model = served()
+        request_ids = [row_request_id(batch_id, row) for row in range(rows)]
         if explain or rows > INLINE_ROWS:
-            answers = await run_in_threadpool(_answers, model, columns, explain, explain_class)
+            answers, outputs = await run_in_threadpool(_answers, model, columns, explain, request_ids, explain_class)
         else:
-            answers = _answers(model, columns, explain)
+            answers, outputs = _answers(model, columns, explain, request_ids)
         metrics.rows.labels("batch").inc(rows)
-        return _json(answers)
+        if prediction_log is not None and prediction_log.sampled():
+            prediction_log.add_batch(model, columns, outputs, batch_id, _milliseconds_since(started))
+        return _json(answers, request_id=batch_id)
+
+    feedback_errors = {status: ERRORS[status] for status in (404, 409, 422)}
+    in_words = ("The truth for a prediction, by the `request_id` of its answer: binary models take 0 or 1, "
+                "multiclass models a class label, regressors a number. The first feedback for a request id is "
+                "kept; another is refused (409).")
+
+    @app.post("/feedback", tags=["feedback"], response_model=FeedbackRecorded, responses=feedback_errors,
+              description=in_words)
+    async def give_feedback(item: Feedback) -> Response:
+        pairs = await run_in_threadpool(desk.record, [item])
+        return _json({"request_id": pairs[0][0], "actual": pairs[0][1]})
+
+    @app.post("/feedback/batch", tags=["feedback"], response_model=FeedbackBatchRecorded,
+              responses={**feedback_errors, 413: ERRORS[413]},
+              description=in_words + " A batch is recorded whole or not at all; `error.field` names the first "
+                                     "bad item (e.g. `3.actual`).")
+    async def give_feedback_batch(items: list[Feedback]) -> Response:
+        if len(items) > settings.max_batch_rows:
+            raise TooLarge(f"{len(items)} feedback items, the limit is {settings.max_batch_rows}", field="body")
+        pairs = await run_in_threadpool(desk.record, items, True) if items else []
+        return _json({"recorded": len(pairs)})
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
     async def prometheus() -> Response:
@@ -284,6 +346,18 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def logs(settings: Settings, metrics: ApiMetrics) -> tuple[PredictionLog | None, FeedbackLog]:
+    """This process's prediction log (None when predictions are not logged) and feedback log."""
+    feedback_log = FeedbackLog(settings.monitor_dir, settings.log_flush_seconds, settings.log_buffer_rows)
+    if not settings.log_predictions:
+        return None, feedback_log
+    prediction_log = PredictionLog(
+        settings.monitor_dir, settings.log_flush_seconds, settings.log_buffer_rows, settings.log_sample_rate,
+        on_written=metrics.log_rows.inc, on_dropped=metrics.log_dropped.inc,
+        every_hour=partial(remove_expired, settings.monitor_dir, settings.log_retention_days))
+    return prediction_log, feedback_log
 
 
 def build_api(settings: Settings, metrics_dir: Path | None = None) -> FastAPI:

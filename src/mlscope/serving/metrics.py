@@ -59,6 +59,10 @@ class ApiMetrics:
         self.latency = Histogram("mlscope_api_request_seconds", "Time from request to the last byte of the answer.",
                                  ["path"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.rows = Counter("mlscope_api_predicted_rows", "Rows predicted.", ["endpoint"], registry=self.registry)
+        self.log_rows = Counter("mlscope_prediction_log_rows", "Predictions written to the prediction log.",
+                                registry=self.registry)
+        self.log_dropped = Counter("mlscope_prediction_log_dropped", "Predictions not logged: the buffer was "
+                                   "full (MLSCOPE_LOG_BUFFER_ROWS) or a write failed.", registry=self.registry)
         self.model = Gauge("mlscope_api_model_info", "1 for the model version being served.",
                            ["name", "version", "alias"], registry=self.registry, multiprocess_mode=PER_WORKER)
         self.ready = Gauge("mlscope_api_model_loaded", "1 when a model is loaded.", registry=self.registry,

@@ -1,0 +1,1 @@
+"""Production monitoring: the prediction log, reference samples, drift, live metrics and the report."""

@@ -1,0 +1,98 @@
+"""Live metrics of a served version: its logged outputs scored against the feedback that arrived
+(`task.score`, the same function that scored the test split), with percentile-bootstrap intervals."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from mlscope import task as tasks
+from mlscope.task import Task
+
+PROBABILITY_PREFIX = "p."
+
+
+class LiveMetric(BaseModel):
+    """One metric on the labelled live rows, its interval, and the run's value on its test split."""
+
+    name: str
+    value: float | None = Field(description="On the labelled live rows; null when undefined (e.g. one class only).")
+    low: float | None = Field(description="Lower end of the bootstrap interval; null with fewer than 2 rows.")
+    high: float | None = Field(description="Upper end of the bootstrap interval.")
+    test_value: float | None = Field(description="The run's metric on its test split, when it logged one.")
+    higher_is_better: bool
+
+
+BINARY_LABELS = ("0", "1")  # the log's labels of a binary model: class 1 is the positive class
+
+
+def classes_of(task: Task, frame: pd.DataFrame, known: Sequence[Any] = ()) -> tuple[str, ...]:
+    """The class labels (text, in the model's order) the logged outputs refer to: binary "0"/"1" (the
+    log's convention); multiclass `known` (the model's classes) when given, else its `p.<class>`
+    columns; () for a regressor."""
+    if not task.classification:
+        return ()
+    if task is tasks.BINARY:
+        return BINARY_LABELS
+    if known:
+        return tuple(str(label) for label in known)
+    return tuple(c.removeprefix(PROBABILITY_PREFIX) for c in frame.columns if c.startswith(PROBABILITY_PREFIX))
+
+
+def truth_and_outputs(task: Task, frame: pd.DataFrame, classes: Sequence[str],
+                      model_classes: Sequence[Any] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """`actual` (text in the feedback files) as the task's truth, and the logged outputs as `task.score`
+    takes them. A binary truth may name the model's own classes (`model_classes`, e.g. "no"/"yes"): it
+    is read as "0"/"1". Regression rows whose actual value is not a number are left out."""
+    if not task.classification:
+        truth = pd.to_numeric(frame["actual"], errors="coerce").to_numpy(dtype=float)
+        keep = np.isfinite(truth)
+        return truth[keep], frame["output"].to_numpy(dtype=float)[keep]
+    truth = frame["actual"].astype(str)
+    if task is tasks.BINARY:
+        if len(model_classes) == 2:
+            truth = truth.replace({str(model_classes[0]): "0", str(model_classes[1]): "1"})
+        positive = frame["output"].to_numpy(dtype=float)
+        return truth.to_numpy(dtype=object), np.column_stack([1.0 - positive, positive])
+    outputs = frame[[f"{PROBABILITY_PREFIX}{label}" for label in classes]].to_numpy(dtype=float)
+    return truth.to_numpy(dtype=object), outputs
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def live_metrics(task: Task, labelled: pd.DataFrame, classes: Sequence[str], test_metrics: Mapping[str, float], *,
+                 model_classes: Sequence[Any] = (), resamples: int = 200, seed: int = 0,
+                 confidence: float = 0.95) -> list[LiveMetric]:
+    """The task's metrics on the labelled rows (predictions joined with their feedback: `actual` plus the
+    logged outputs), each with a percentile-bootstrap interval over `resamples` resamples of the rows."""
+    truth, outputs = truth_and_outputs(task, labelled, classes, model_classes)
+    if len(truth) == 0:
+        return []
+    values = task.score(truth, outputs, classes)
+    names = [*(n for n in task.metric_names if n in values), *(n for n in values if n not in task.metric_names)]
+    draws: dict[str, list[float]] = {name: [] for name in names}
+    if len(truth) >= 2:
+        rng = np.random.default_rng(seed)
+        for _ in range(resamples):
+            rows = rng.integers(0, len(truth), size=len(truth))
+            scores = task.score(truth[rows], outputs[rows], classes)
+            for name in names:
+                draws[name].append(scores.get(name, float("nan")))
+    tail = (1.0 - confidence) / 2.0
+    metrics = []
+    for name in names:
+        resampled = np.asarray(draws[name], dtype=float)
+        resampled = resampled[np.isfinite(resampled)]
+        low, high = (np.quantile(resampled, [tail, 1.0 - tail]) if resampled.size else (math.nan, math.nan))
+        test = test_metrics.get(name)
+        metrics.append(LiveMetric(name=name, value=_finite(values[name]), low=_finite(float(low)),
+                                  high=_finite(float(high)), higher_is_better=tasks.higher_is_better(name),
+                                  test_value=None if test is None else _finite(float(test))))
+    return metrics

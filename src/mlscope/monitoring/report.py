@@ -1,0 +1,294 @@
+"""The production report of one registered model over a time window: traffic and latency, per version
+the predictions, labels and live metrics, input and prediction drift of the served version against its
+training reference, and its explanation drift. `mlscope monitor` prints it, the Production view draws it.
+
+A number that cannot be computed is null and the reason is in `problems`: never a made-up value."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, Field
+
+from mlscope import task as tasks
+from mlscope.config import Settings
+from mlscope.errors import MlscopeError, NotFound
+from mlscope.monitoring import drift as drift_stats
+from mlscope.monitoring import store
+from mlscope.monitoring.explanation_drift import ExplanationDrift, explanation_drift
+from mlscope.monitoring.live_metrics import LiveMetric, classes_of, live_metrics
+from mlscope.monitoring.reference import load_reference
+from mlscope.monitoring.window import parse_window
+from mlscope.tracking.registry import first_line, list_versions
+from mlscope.tracking.version_links import linked_run_id
+
+Status = Literal["ok", "watch", "alert"]
+INPUT_PREFIX = "in."
+TRAFFIC_COLUMNS = ("request_id", "ts", "model_version", "latency_ms")
+REFERENCE_CACHE = "references"  # under settings.monitor_dir: training references read from MLflow
+BUCKETS = 48  # points of the traffic chart, at most
+_NICE_BUCKETS = [timedelta(seconds=s) for s in (10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600,
+                                                 86400, 7 * 86400)]
+_SEVERITY = {"ok": 0, "watch": 1, "alert": 2}
+
+
+class Served(BaseModel):
+    version: str
+    alias: str
+    run_id: str | None
+
+
+class Bucket(BaseModel):
+    start: datetime
+    predictions: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+
+
+class Traffic(BaseModel):
+    predictions: int = Field(description="Logged prediction rows (a batch counts each row).")
+    requests: int = Field(description="Requests those rows came from (a batch is one request).")
+    buckets: list[Bucket]
+    latency_p50_ms: float | None = Field(description="Median request latency; null without predictions.")
+    latency_p99_ms: float | None
+
+
+class VersionReport(BaseModel):
+    version: str
+    predictions: int
+    labelled: int = Field(description="Predictions with feedback (the truth) recorded.")
+    live_metrics: list[LiveMetric]
+    reference_rows: int | None
+    reference_problem: str | None
+
+
+class FeatureDrift(BaseModel):
+    feature: str
+    kind: Literal["numeric", "categorical"]
+    psi: float | None
+    test: Literal["ks", "chi2"] | None
+    statistic: float | None
+    p_value: float | None
+    wasserstein: float | None
+    missing_reference: float | None
+    missing_live: float | None
+    status: Status
+
+
+class Drift(BaseModel):
+    version: str
+    rows: int
+    reference_rows: int
+    features: list[FeatureDrift]
+    prediction: FeatureDrift | None
+
+
+class ProductionReport(BaseModel):
+    """What the served model sees, whether it still looks like its training data, and how well it does."""
+
+    model: str
+    window: str
+    since: datetime
+    until: datetime
+    generated_at: datetime
+    task: Literal["binary", "multiclass", "regression"] | None
+    served: Served | None
+    status: Literal["ok", "watch", "alert", "no_data"]
+    problems: list[str]
+    traffic: Traffic
+    versions: list[VersionReport]
+    drift: Drift | None
+    explanation_drift: ExplanationDrift | None
+
+
+def worst(statuses: Sequence[str]) -> Status:
+    """The most severe of ok / watch / alert (ok for none)."""
+    return max(statuses, key=_SEVERITY.__getitem__, default="ok")  # type: ignore[return-value]
+
+
+def bucket_width(span: timedelta) -> timedelta:
+    """The smallest round width that draws `span` in at most BUCKETS points."""
+    return next((width for width in _NICE_BUCKETS if span / width <= BUCKETS), span / BUCKETS)
+
+
+def _served(client: MlflowClient, name: str, alias: str, problems: list[str]) -> Served | None:
+    versions = list_versions(client, name)  # NotFound when the model does not exist
+    holder = next((v for v in versions if alias in (getattr(v, "aliases", None) or [])), None)
+    if holder is None:
+        try:
+            holder = client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            problems.append(f"no version of '{name}' holds the alias '{alias}': nothing is served")
+            return None
+    return Served(version=str(holder.version), alias=alias, run_id=linked_run_id(client, holder))
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(values, q)) if values.size else None
+
+
+def _requests(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per request (a batch's rows share `{batch id}-{row}` ids and the request's latency)."""
+    key = frame["request_id"].astype(str).str.partition("-")[0]
+    return frame.assign(request=key).groupby("request", sort=False).agg(ts=("ts", "min"), latency_ms=(
+        "latency_ms", "first"), rows=("ts", "size")).reset_index(drop=True)
+
+
+def traffic(frame: pd.DataFrame, since: datetime, until: datetime) -> Traffic:
+    """Prediction rows, requests and request latency over the window, in round buckets (empty ones too)."""
+    width = bucket_width(until - since)
+    origin = pd.Timestamp(since).floor(width)
+    starts = pd.date_range(origin, pd.Timestamp(until), freq=width, inclusive="left")
+    if frame.empty:
+        return Traffic(predictions=0, requests=0, latency_p50_ms=None, latency_p99_ms=None,
+                       buckets=[Bucket(start=s.to_pydatetime(), predictions=0, latency_p50_ms=None,
+                                       latency_p99_ms=None) for s in starts])
+    requests = _requests(frame)
+    latency = requests["latency_ms"].to_numpy(dtype=float)
+    slot = ((requests["ts"] - origin) // width).to_numpy()
+    buckets = []
+    for index, start in enumerate(starts):
+        inside = slot == index
+        in_bucket = latency[inside]
+        buckets.append(Bucket(start=start.to_pydatetime(), predictions=int(requests["rows"].to_numpy()[inside].sum()),
+                              latency_p50_ms=_percentile(in_bucket, 50), latency_p99_ms=_percentile(in_bucket, 99)))
+    return Traffic(predictions=len(frame), requests=len(requests), buckets=buckets,
+                   latency_p50_ms=_percentile(latency, 50), latency_p99_ms=_percentile(latency, 99))
+
+
+def _task_of(client: MlflowClient, run_id: str | None, reference: Any, frame: pd.DataFrame) -> tasks.Task | None:
+    """The version's task: its reference's, its run's tag or metrics, else what the logged columns show."""
+    if reference is not None and getattr(reference, "task", None):
+        return tasks.get(str(reference.task))
+    if run_id:
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            run = None
+        if run is not None:
+            found = tasks.infer_from_run(run.data.tags, run.data.metrics)
+            if found is not None:
+                return found
+    if any(c.startswith("p.") for c in frame.columns):
+        return tasks.MULTICLASS
+    if "label" in frame and frame["label"].notna().any():
+        return tasks.BINARY
+    return tasks.REGRESSION if "output" in frame and not frame.empty else None
+
+
+def _test_metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
+    if not run_id:
+        return {}
+    try:
+        return {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
+    except MlflowException:
+        return {}
+
+
+def _reference(client: MlflowClient, run_id: str | None, version: str, cache_dir: Any) -> tuple[Any, str | None]:
+    """The version's training reference, or None and why there is none."""
+    if run_id is None:
+        return None, f"no reference for version {version}: it has no source run"
+    try:
+        return load_reference(client, run_id, cache_dir), None
+    except MlscopeError as exc:
+        return None, f"no reference for version {version}: {exc.message}"
+    except (MlflowException, OSError, ValueError) as exc:
+        return None, f"no reference for version {version}: {first_line(exc)}"
+
+
+def _inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The logged model inputs (`in.<feature>` columns) under their feature names."""
+    columns = [c for c in frame.columns if c.startswith(INPUT_PREFIX)]
+    return frame[columns].rename(columns=lambda c: c.removeprefix(INPUT_PREFIX))
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), version) if version.isdigit() else (-1, version)
+
+
+def _frame(table: Any) -> pd.DataFrame:
+    frame = table.to_pandas() if isinstance(table, pa.Table) else pd.DataFrame(table)
+    if "model_version" in frame:
+        frame["model_version"] = frame["model_version"].astype(str)
+    return frame
+
+
+def _status(drift: Drift | None) -> Literal["ok", "watch", "alert", "no_data"]:
+    if drift is None or drift.rows == 0:
+        return "no_data"
+    return worst([f.status for f in drift.features] + ([drift.prediction.status] if drift.prediction else []))
+
+
+def production_report(settings: Settings, client: MlflowClient, model_name: str, window: str | None = None, *,
+                      now: datetime | None = None) -> ProductionReport:
+    """The report of `model_name` over the last `window` (settings.monitor_window when None). Drift and
+    explanation drift are of the served version (the newest version with predictions when the served one
+    has none in the window); status "no_data" when there is nothing to judge (no predictions, no reference)."""
+    window = window or settings.monitor_window
+    span = parse_window(window)
+    until = (now or datetime.now(UTC)).astimezone(UTC)
+    since = until - span
+    problems: list[str] = []
+    served = _served(client, model_name, settings.alias, problems)
+    folder = settings.monitor_dir
+    frame = _frame(store.predictions(folder, model_name, since, until, columns=list(TRAFFIC_COLUMNS)))
+    header = {"model": model_name, "window": window, "since": since, "until": until,
+              "generated_at": datetime.now(UTC), "served": served, "traffic": traffic(frame, since, until)}
+    if frame.empty:
+        problems.append("no predictions logged in this window")
+        task = _task_of(client, served.run_id if served else None, None, frame)
+        return ProductionReport(**header, task=task.name if task else None, status="no_data", problems=problems,
+                                versions=[], drift=None, explanation_drift=None)
+    labelled = _frame(store.labelled(folder, model_name, since, until))
+    versions = sorted(set(frame["model_version"]), key=_version_key, reverse=True)
+    judged = served.version if served and served.version in versions else versions[0]
+    if served and served.version not in versions:
+        problems.append(f"no predictions of the served version {served.version} in this window; drift is shown "
+                        f"for version {judged}")
+    reports, judged_reference, judged_task, judged_run = [], None, None, None
+    for version in versions:
+        run_id = served.run_id if served and served.version == version else _run_of(client, model_name, version)
+        reference, problem = _reference(client, run_id, version, folder / REFERENCE_CACHE)
+        if problem:
+            problems.append(problem)
+        joined = labelled[labelled["model_version"] == version] if not labelled.empty else labelled
+        task = _task_of(client, run_id, reference, joined)
+        metrics: list[LiveMetric] = []
+        if task is not None and not joined.empty:
+            model_classes = list(getattr(reference, "classes", None) or [])
+            metrics = live_metrics(task, joined, classes_of(task, joined, model_classes),
+                                   _test_metrics(client, run_id), model_classes=model_classes)
+        reports.append(VersionReport(version=version, predictions=int((frame["model_version"] == version).sum()),
+                                     labelled=len(joined), live_metrics=metrics, reference_problem=problem,
+                                     reference_rows=None if reference is None else int(reference.rows)))
+        if version == judged:
+            judged_reference, judged_task, judged_run = reference, task, run_id
+    drift = None
+    if judged_reference is not None:
+        table = drift_stats.window_drift(folder, model_name, judged, since, until, judged_reference,
+                                         drift_stats.Thresholds.from_settings(settings))
+        problems.extend(table.problems)
+        drift = Drift.model_validate(table.to_dict())
+    columns = (None if judged_reference is None
+               else [f"{INPUT_PREFIX}{feature}" for feature in judged_reference.features])
+    live = _frame(store.predictions(folder, model_name, since, until, columns=columns, versions=[judged]))
+    explained = explanation_drift(settings, client, judged, judged_run, _inputs(live))
+    if explained.problem:
+        problems.append(f"explanation drift of version {judged}: {explained.problem}")
+    return ProductionReport(**header, task=judged_task.name if judged_task else None, status=_status(drift),
+                            problems=problems, versions=reports, drift=drift, explanation_drift=explained)
+
+
+def _run_of(client: MlflowClient, name: str, version: str) -> str | None:
+    try:
+        return linked_run_id(client, client.get_model_version(name, version))
+    except MlflowException:
+        return None
