@@ -133,8 +133,8 @@ def drift_rows(page: Any) -> list[tuple[str, str]]:
 
 
 def chart_data(page: Any, name: str) -> list[dict[str, Any]]:
-    return page.evaluate(f"() => document.querySelector('[data-chart=\"{name}\"]').data"
-                         ".map(trace => ({{name: trace.name, x: trace.x, y: trace.y}}))")
+    return page.evaluate("(name) => document.querySelector(`[data-chart='${name}']`).data"
+                         ".map((trace) => ({name: trace.name, x: trace.x, y: trace.y}))", name)
 
 
 @pytest.mark.browser

@@ -3,7 +3,7 @@
 // reference, explanation drift, and live metrics per version next to the test metrics. Data only through
 // textContent; Plotly gets escaped text.
 
-import {api, el, fmt, guarded, path, plot} from "/static/common.js";
+import {api, el, guarded, path, plot} from "/static/common.js";
 
 const root = document.querySelector("[data-production-view]");
 const name = root.dataset.model;
@@ -28,6 +28,11 @@ function cell(text, attributes = {}) {
   return el("td", attributes, text === undefined || text === null || text === "" ? "—" : text);
 }
 
+// Always `digits` decimals (common.js fmt writes whole numbers bare): columns of numbers line up.
+function fixed(value, digits = 3) {
+  return value === null || value === undefined || Number.isNaN(value) ? "—" : Number(value).toFixed(digits);
+}
+
 function pValue(p) {
   if (p === null || p === undefined) return "—";
   if (p === 0) return "< 1e-300";
@@ -39,7 +44,7 @@ function percent(share) {
 }
 
 function milliseconds(value) {
-  return value === null || value === undefined ? "—" : `${fmt(value, value < 10 ? 2 : 1)} ms`;
+  return value === null || value === undefined ? "—" : `${fixed(value, value < 10 ? 2 : 1)} ms`;
 }
 
 function when(iso) {
@@ -216,11 +221,11 @@ function driftRow(item) {
   row.append(
     el("th", {scope: "row"}, item.feature),
     cell(item.kind),
-    cell(fmt(item.psi, 3), {class: "num", "data-psi": ""}),
+    cell(fixed(item.psi), {class: "num", "data-psi": ""}),
     cell(item.test ? TESTS[item.test] || item.test : null, {"data-test": item.test || ""}),
-    cell(fmt(item.statistic, 3), {class: "num"}),
+    cell(fixed(item.statistic), {class: "num"}),
     cell(pValue(item.p_value), {class: "num", "data-p-value": ""}),
-    cell(fmt(item.wasserstein, 3), {class: "num"}),
+    cell(fixed(item.wasserstein), {class: "num"}),
     cell(`${percent(item.missing_reference)} → ${percent(item.missing_live)}`, {"data-missing": ""}),
   );
   const status = el("td");
@@ -306,7 +311,7 @@ function renderExplanation(report) {
 
 function metricRow(metric) {
   const row = el("tr", {"data-metric": metric.name});
-  const interval = metric.low === null || metric.high === null ? "—" : `${fmt(metric.low, 3)} – ${fmt(metric.high, 3)}`;
+  const interval = metric.low === null || metric.high === null ? "—" : `${fixed(metric.low)} – ${fixed(metric.high)}`;
   let verdict = "";
   if (metric.value !== null && metric.test_value !== null && metric.low !== null && metric.high !== null) {
     const worse = metric.higher_is_better ? metric.high < metric.test_value : metric.low > metric.test_value;
@@ -315,9 +320,9 @@ function metricRow(metric) {
   }
   row.append(
     el("th", {scope: "row"}, `${metric.name} ${metric.higher_is_better ? "↑" : "↓"}`),
-    cell(fmt(metric.value, 3), {class: "num", "data-live": ""}),
+    cell(fixed(metric.value), {class: "num", "data-live": ""}),
     cell(interval, {class: "num", "data-interval": ""}),
-    cell(fmt(metric.test_value, 3), {class: "num", "data-test-value": ""}),
+    cell(fixed(metric.test_value), {class: "num", "data-test-value": ""}),
     cell(verdict, {"data-verdict": verdict.split(" ")[0]}),
   );
   return row;
