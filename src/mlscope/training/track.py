@@ -24,6 +24,7 @@ import mlscope
 from mlscope.data.loader import Dataset
 from mlscope.explain import artifacts as explain_artifacts
 from mlscope.explain.shapley import explain_rows, sample_background
+from mlscope.monitoring import reference
 from mlscope.task import MULTICLASS, TASK_TAG, Task, metric_key
 from mlscope.training import artifacts, fitting, workers
 from mlscope.training.experiments import ExperimentSpec, ExplainSpec
@@ -64,6 +65,8 @@ class PendingExplanation:
     background: pd.DataFrame
     names: tuple[str, ...] = (explain_artifacts.TEST_SPLIT,)
     futures: tuple[Any, ...] = ()
+    reference_meta: dict[str, Any] | None = None  # reference.json, completed with mean |SHAP| once explained
+    labels: tuple[str, ...] = ()  # a multiclass run's class of each name
 
 
 @cache
@@ -204,6 +207,9 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
     with tempfile.TemporaryDirectory(prefix="mlscope-") as tmp:
         folder = Path(tmp)
         fairness_metrics = artifacts.write(task, spec, split, pipeline, outputs, classes, folds, folder)
+        reference_rows, reference_meta = reference.training_reference(
+            task, pipeline, split.X_train, split.dataset.numeric, split.dataset.categorical)
+        reference.write(folder / reference.FOLDER, reference_rows, reference_meta)
         metrics = [Metric(k, v, now, 0) for k, v in {**test_metrics, **folds.summary(), **fairness_metrics}.items()]
         metrics += [Metric(f"cv_{name}", value, now, fold)
                     for name, values in folds.values.items() for fold, value in enumerate(values)]
@@ -233,9 +239,10 @@ def _log_run_body(client: MlflowClient, run_id: str, spec: ExperimentSpec, split
     result.metrics = {**test_metrics, **folds.summary()}
 
     if explaining is not None:
-        result.pending_explanation = PendingExplanation(explaining, background)
+        result.pending_explanation = PendingExplanation(explaining, background, reference_meta=reference_meta)
     elif per_class:
-        result.pending_explanation = PendingExplanation(None, background, names, tuple(jobs))
+        result.pending_explanation = PendingExplanation(None, background, names, tuple(jobs), reference_meta,
+                                                        tuple(str(label) for label in labels))
 
 
 def log_explanation(client: MlflowClient, result: RunResult) -> None:
@@ -268,6 +275,11 @@ def log_explanation(client: MlflowClient, result: RunResult) -> None:
                                             folder / f"shap_beeswarm{suffix}.png")
         try:
             client.log_artifacts(run_id, str(folder), artifact_path=explain_artifacts.FOLDER)
+            if pending.reference_meta is not None:
+                meta = reference.with_shap(pending.reference_meta, explanations, pending.labels)
+                reference.write(folder / reference.FOLDER, None, meta)
+                client.log_artifact(run_id, str(folder / reference.FOLDER / reference.META),
+                                    artifact_path=reference.FOLDER)
         except Exception as exc:  # noqa: BLE001 - the store failed after MLflow's retries: say so on the run
             message = f"logging the explanation failed: {type(exc).__name__}: {exc}".splitlines()[0][:4000]
             result.error = message
