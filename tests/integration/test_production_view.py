@@ -73,7 +73,7 @@ def test_unknown_model_is_404_on_the_model_field(http: TestClient) -> None:
     assert "no-such-model" in answer.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("window", ["abc", "0h", "24", "1y", "400d"])
+@pytest.mark.parametrize("window", ["abc", "0h", "24", "1y", "400d", "99999999999999999999d"])
 def test_a_bad_window_is_422_on_the_window_field(http: TestClient, window: str) -> None:
     answer = http.get(f"/api/models/{MODEL}/production", params={"window": window})
     assert answer.status_code == 422, answer.text
