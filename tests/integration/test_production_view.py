@@ -7,8 +7,10 @@ console error."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from mlscope.config import Settings
 from mlscope.web.app import create_app
-from tests.conftest import Store, invoke, mlflow_state_kept
+from tests.conftest import Store, copy_of, invoke, mlflow_state_kept
 from tests.live import console_errors, live_app, offsite_requests, screenshot
 from tests.production_log import Logged, write_log
 
@@ -30,6 +32,7 @@ DRIFT_KEYS = {"feature", "kind", "psi", "test", "statistic", "p_value", "wassers
 
 @dataclass(frozen=True)
 class Site:
+    store: Store
     settings: Settings
     production: str
     other: str
@@ -55,7 +58,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                                hours_ago=(2, 20), seed=2)
         run_id = client.get_model_version(MODEL, production).run_id
         test_metrics = client.get_run(run_id).data.metrics
-    yield Site(settings, production, other,
+    yield Site(store, settings, production, other,
                Logged({**logged.predictions, **challenger.predictions}, {**logged.labelled, **challenger.labelled},
                       logged.requests + challenger.requests), test_metrics)
 
@@ -203,3 +206,33 @@ def test_the_production_view_shows_drift_explanations_and_live_metrics(site: Sit
         page.wait_for_selector("[data-report]:not([hidden])", timeout=120_000)
         assert page.get_attribute("[data-window-choice='7d']", "aria-pressed") == "true"
         assert sum(chart_data(page, "traffic")[0]["y"]) == site.logged.requests
+
+
+@pytest.mark.browser
+def test_a_served_version_without_reference_says_why(site: Site, page: Any, tmp_path: Path) -> None:
+    """A version registered from a model folder outside any run has no training reference: the page shows its
+    traffic and says why there is no drift, instead of numbers."""
+    store = copy_of(site.store, tmp_path / "store")
+    settings = store.settings(monitor_dir=tmp_path / "monitoring")
+    with mlflow_state_kept():
+        client = store.client()
+        source = Path(client.get_model_version_download_uri(MODEL, site.production))
+        outside = shutil.copytree(source, tmp_path / "model-from-elsewhere")
+        version = str(client.create_model_version(MODEL, source=str(outside)).version)
+        client.set_registered_model_alias(MODEL, "production", version)
+        logged = write_log(settings, MODEL, {version: ("production", 120)}, drifted=False, labelled_share=0.0,
+                           hours_ago=(2, 6), seed=3)
+        with live_app(create_app(settings)) as url:
+            page.goto(f"{url}/models/{MODEL}/production")
+            page.wait_for_selector("[data-report]:not([hidden])", timeout=120_000)
+            assert page.get_attribute("[data-status-banner]", "data-status") == "no_data"
+            assert f"No reference for version {version}: " in page.inner_text("[data-problems]")
+            assert sum(chart_data(page, "traffic")[0]["y"]) == logged.requests
+            assert page.is_hidden("[data-drift-tables]")
+            assert page.inner_text("[data-drift-empty]").startswith(f"No reference for version {version}: ")
+            assert page.is_visible("[data-explanation-empty]")
+            block = page.locator(f"[data-versions] [data-version='{version}']")
+            assert block.locator("[data-reference-problem]").inner_text().startswith(
+                f"No reference for version {version}: ")
+            assert "No feedback yet" in block.locator("[data-no-feedback]").inner_text()
+            screenshot(page, "production-no-reference")

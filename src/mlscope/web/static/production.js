@@ -287,7 +287,8 @@ function renderExplanation(report) {
     return;
   }
   $("[data-explanation-caption]").textContent =
-    `· v${drift.version}: ${plural(drift.rows, "live row")} explained ${drift.exact ? "exactly" : "approximately"}`;
+    `· v${drift.version}: ${plural(drift.rows, "live row")} explained`
+    + (drift.exact === true ? " exactly" : drift.exact === false ? " approximately (sampled Shapley values)" : "");
   const words = drift.features.filter((feature) => feature.words).sort((a, b) => shift(b) - shift(a))
     .slice(0, WORDS_SHOWN);
   $("[data-explanation-words]").replaceChildren(...words.map((feature) =>
