@@ -7,6 +7,7 @@ console error."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -117,6 +118,21 @@ def test_a_window_without_predictions_says_no_data(http: TestClient) -> None:
     assert report["status"] == "no_data" and report["traffic"]["predictions"] == 0
     assert report["drift"] is None and report["versions"] == []
     assert "no predictions logged in this window" in report["problems"]
+
+
+def pressed(html: str) -> list[str]:
+    """The window buttons of a Production page, pressed ones in capitals."""
+    return [choice.upper() if state == "true" else choice
+            for choice, state in re.findall(r'data-window-choice="([^"]+)"\s+aria-pressed="(true|false)"', html)]
+
+
+def test_the_page_has_a_stable_url_with_its_window(http: TestClient) -> None:
+    page = http.get(f"/models/{MODEL}/production")
+    assert page.status_code == 200 and 'src="/static/production.js"' in page.text
+    assert pressed(page.text) == ["1h", "24H", "7d"]
+    assert http.get("/static/production.js").status_code == 200
+    assert pressed(http.get(f"/models/{MODEL}/production", params={"window": "30m"}).text) == ["1h", "24h", "7d", "30M"]
+    assert f'href="/models/{MODEL}/production"' in http.get(f"/models/{MODEL}").text
 
 
 @pytest.fixture
