@@ -48,8 +48,6 @@ def words(feature: str, ratio: float | None) -> str:
         return f"{feature} did not matter at training and does now"
     if math.isclose(ratio, 1.0, abs_tol=0.05):
         return f"{feature} matters as much as at training"
-    if ratio < 1.0:
-        return f"{feature} matters {ratio:.2g}× as much as at training ({1 / ratio:.2g}× less)"
     return f"{feature} matters {ratio:.2g}× as much as at training"
 
 
