@@ -192,8 +192,9 @@ def test_the_production_view_shows_drift_explanations_and_live_metrics(site: Sit
         bars = chart_data(page, "explanation")
         assert [trace["name"] for trace in bars] == ["training reference", "live"]
         assert sorted(bars[0]["y"]) == sorted(["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"])
-        words = page.locator("[data-explanation-words] li").all_inner_texts()
-        assert words and all("as at training" in text or "does now" in text for text in words)
+        words = page.locator("[data-explanation-words] li").evaluate_all(
+            "items => items.map(item => [item.dataset.feature, item.textContent])")
+        assert len(words) == 3 and all(text.startswith(f"{feature} ") and "training" in text for feature, text in words)
 
         # Live metrics per version, the served one's ROC-AUC next to its test value.
         served = page.locator(f"[data-versions] [data-version='{site.production}']")
