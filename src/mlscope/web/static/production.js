@@ -120,7 +120,6 @@ function refresh() {
 
 function render(report) {
   $("[data-report]").hidden = false;  // first: Plotly sizes a chart by its visible container
-  root.dataset.loadedWindow = report.window;
   renderHeader(report);
   renderStatus(report);
   renderTraffic(report.traffic);
