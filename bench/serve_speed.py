@@ -1,7 +1,8 @@
 """Throughput and latency of `mlscope serve` against `mlflow models serve`, side by side in one run.
 
     .venv/bin/python bench/serve_speed.py [--duration 10] [--warmup 2] [--threads 1] [--workers 1 [2 ...]]
-                                          [--task binary|regression|multiclass] [--store DIR] [--json PATH]
+                                          [--task binary|regression|multiclass] [--logging on|off|both]
+                                          [--store DIR] [--json PATH]
 
 (from the repository root, after `make install`; needs wrk: `apt-get install wrk`). Steps:
 
@@ -21,6 +22,12 @@
 4. Before its load, every answer of each mlscope server to those 1,000 passengers, one by one to
    /predict and all at once to /predict/batch, is compared with the registered model's predict_proba / predict (loaded
    with mlflow.sklearn): probabilities must agree to 1e-9 and labels exactly, or the script exits 1.
+
+`--logging both` measures every mlscope server twice: with the prediction log on (the default: every
+answered row is buffered and written to Parquet part files under the store's folder every second) and
+off (`MLSCOPE_LOG_PREDICTIONS=false`, "no-log" in the tables), and reports req/s and p99 at 32 clients of
+both and their ratio; the rows the log wrote and dropped are read from the server's /metrics after its
+load. `--logging off` measures without the log only.
 
 `--task regression|multiclass` serves a demo model of that task instead of Titanic (bench/serve_tasks.py:
 a random forest of 100 trees on scikit-learn's diabetes or wine data, logged the stock MLflow way and
@@ -297,11 +304,15 @@ def reference(uri: str, version: str) -> Reference:
 
 # --- servers ----------------------------------------------------------------------------------------
 
-def mlscope_name(workers: int) -> str:
-    return "mlscope" if workers == 1 else f"mlscope x{workers}"
+NO_LOG = " no-log"
+LOG_FLUSH_SECONDS = 1.0  # mlscope's default log_flush_seconds: the log is written within this after the load
 
 
-def servers(uri: str, workers: list[int], model_name: str = MODEL_NAME) -> list[Server]:
+def mlscope_name(workers: int, logging: bool = True) -> str:
+    return ("mlscope" if workers == 1 else f"mlscope x{workers}") + ("" if logging else NO_LOG)
+
+
+def servers(uri: str, workers: list[int], model_name: str = MODEL_NAME, logging: str = "on") -> list[Server]:
     host = ["--host", "127.0.0.1", "--port"]
     mlflow_env = clean_env(MLFLOW_TRACKING_URI=uri, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true")
     return [
@@ -310,10 +321,12 @@ def servers(uri: str, workers: list[int], model_name: str = MODEL_NAME) -> list[
                "/ping", "/invocations", "/invocations", mlflow_format=True),
         Server("no-op", [sys.executable, str(HERE / "serve_noop_app.py"), *host], clean_env(),
                "/ready", "/predict", "/predict/batch", mlflow_format=False),
-        *(Server(mlscope_name(n), [str(BIN / "mlscope"), "--tracking-uri", uri, "serve",
-                                   "--model-name", model_name, "--alias", ALIAS, "--workers", str(n), *host],
-                 clean_env(),
-                 "/ready", "/predict", "/predict/batch", mlflow_format=False, workers=n) for n in workers),
+        *(Server(mlscope_name(n, log), [str(BIN / "mlscope"), "--tracking-uri", uri, "serve",
+                                        "--model-name", model_name, "--alias", ALIAS, "--workers", str(n), *host],
+                 clean_env(MLSCOPE_LOG_PREDICTIONS=str(log).lower(),
+                           MLSCOPE_LOG_FLUSH_SECONDS=str(LOG_FLUSH_SECONDS)),
+                 "/ready", "/predict", "/predict/batch", mlflow_format=False, workers=n)
+          for n in workers for log in {"on": (True,), "off": (False,), "both": (True, False)}[logging]),
     ]
 
 
@@ -574,6 +587,41 @@ def summary(results: dict[str, dict[str, Load]], name: str) -> dict[str, Any]:
     }
 
 
+def log_counts(base: str) -> dict[str, float]:
+    """The prediction log's written and dropped rows from /metrics, once the last flush is done."""
+    time.sleep(LOG_FLUSH_SECONDS + 0.5)
+    text = httpx.get(base + "/metrics", timeout=30).text
+    counts = {}
+    for key, metric in (("rows_written", "mlscope_prediction_log_rows_total"),
+                        ("rows_dropped", "mlscope_prediction_log_dropped_total")):
+        found = re.search(rf"^{metric} (\S+)$", text, re.MULTILINE)
+        counts[key] = float(found.group(1)) if found else 0.0
+    return counts
+
+
+def logging_cost(results: dict[str, dict[str, Load]], logged: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Per mlscope server measured with and without the log: req/s and p99 at 32 clients, and the ratio."""
+    costs = {}
+    for name in logged:
+        off = results.get(name + NO_LOG)
+        if off is None:
+            continue
+        on = results[name]
+        costs[name] = {"rps_32_log_on": on[AT_32].requests_per_s, "rps_32_log_off": off[AT_32].requests_per_s,
+                       "rps_ratio_on_off": on[AT_32].requests_per_s / off[AT_32].requests_per_s,
+                       "p99_ms_32_log_on": on[AT_32].p99_ms, "p99_ms_32_log_off": off[AT_32].p99_ms,
+                       **logged[name]}
+    return costs
+
+
+def print_logging_cost(costs: dict[str, Any]) -> None:
+    for name, cost in costs.items():
+        console.print(f"[bold]{name}[/], prediction log on vs off at 32 clients: {cost['rps_32_log_on']:,.0f} vs "
+                      f"{cost['rps_32_log_off']:,.0f} req/s ([bold]{cost['rps_ratio_on_off']:.1%}[/]), p99 "
+                      f"{ms(cost['p99_ms_32_log_on'])} vs {ms(cost['p99_ms_32_log_off'])}; the log wrote "
+                      f"{cost['rows_written']:,.0f} rows and dropped {cost['rows_dropped']:,.0f}", highlight=False)
+
+
 def print_summary(name: str, numbers: dict[str, Any], check: Equality) -> None:
     met = numbers["targets_met"]
     console.print(f"[bold]{name}[/]", highlight=False)
@@ -638,7 +686,7 @@ def task_reference(store: Path, task: str) -> tuple[str, Reference]:
 
 
 def bench(store: Path, work: Path, args: argparse.Namespace
-          ) -> tuple[dict[str, dict[str, Load]], dict[str, Equality], Reference]:
+          ) -> tuple[dict[str, dict[str, Load]], dict[str, Equality], Reference, dict[str, dict[str, float]]]:
     if args.task == "binary":
         uri = prepare_store(store)
         version = set_bench_alias(uri)
@@ -648,13 +696,16 @@ def bench(store: Path, work: Path, args: argparse.Namespace
         uri, expected = task_reference(store, args.task)
     results: dict[str, dict[str, Load]] = {}
     checks: dict[str, Equality] = {}
-    for server in servers(uri, args.workers, expected.model_name):
+    logged: dict[str, dict[str, float]] = {}
+    for server in servers(uri, args.workers, expected.model_name, args.logging):
         with running(server, store, args.ready_timeout) as base:
             smoke(server, base, expected.records[:BATCH_ROWS])
             if server.is_mlscope:
                 checks[server.name] = check_mlscope(base, expected)
             results[server.name] = load_server(server, base, expected.records, work, args)
-    return results, checks, expected
+            if server.is_mlscope and not server.name.endswith(NO_LOG):
+                logged[server.name] = log_counts(base)
+    return results, checks, expected, logged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -668,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", choices=["binary", *serve_tasks.DEMOS], default="binary",
                         help="binary: the Titanic model trained by `mlscope train` (default); regression or "
                              "multiclass: a demo forest of that task (bench/serve_tasks.py)")
+    parser.add_argument("--logging", choices=["on", "off", "both"], default="on",
+                        help="mlscope's prediction log: on (the default setting), off, or both to measure its cost")
     parser.add_argument("--store", type=Path, help="keep the MLflow store in this folder; reuse it if it has one")
     parser.add_argument("--json", type=Path, help="where to write the numbers (default bench/out/serve_speed.json, "
                                                   "serve_speed_TASK.json with --task regression|multiclass)")
@@ -687,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         store = args.store.resolve() if args.store else Path(tmp)
         store.mkdir(parents=True, exist_ok=True)
         try:
-            results, checks, expected = bench(store, Path(tmp), args)
+            results, checks, expected, logged = bench(store, Path(tmp), args)
         except BenchFailure as exc:
             console.print(f"[bold red]FAILED:[/] {exc}", highlight=False)
             return 1
@@ -697,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     numbers = {name: summary(results, name) for name in checks}
     for name, check in checks.items():
         print_summary(name, numbers[name], check)
+    costs = logging_cost(results, logged)
+    print_logging_cost(costs)
     failures = sum(load.failures for loads in results.values() for load in loads.values())
     if failures:
         console.print(f"[red]{failures} failed requests: the numbers above are not valid measurements[/]")
@@ -715,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                   **({"run_name": RUN_NAME} if expected.task == "binary" else {})},
         "results": {server: {s: load.as_dict() for s, load in loads.items()} for server, loads in results.items()},
         "summary": numbers,
+        "prediction_log": {"logged": logged, "on_vs_off": costs},
         "equality": {name: asdict(check) | {"ok": check.ok, "tolerance": TOLERANCE} for name, check in checks.items()},
         "seconds": elapsed,
     }

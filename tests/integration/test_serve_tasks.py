@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,9 +139,10 @@ def test_a_regressor_answers_its_prediction(registry: tuple[Store, dict[str, Ser
         assert batch.status_code == 200
         predictions = np.array([answer["prediction"] for answer in batch.json()])
         assert np.abs(predictions - reference).max() <= 1e-9
-        assert set(batch.json()[0]) == {"prediction", "model"}
+        assert set(batch.json()[0]) == {"prediction", "model", "request_id"}
         one = api.post("/predict", json=records(entry.X.head(1))[0]).json()
-        assert one == {"prediction": pytest.approx(reference[0], abs=1e-9), "model": {"name": name, "version": "1"}}
+        assert one == {"prediction": pytest.approx(reference[0], abs=1e-9), "model": {"name": name, "version": "1"},
+                       "request_id": one["request_id"]}
         singles = [api.post("/predict", json=r).json()["prediction"] for r in records(entry.X.head(15))]
         assert np.abs(np.array(singles) - reference[:15]).max() <= 1e-9
 
@@ -159,7 +161,7 @@ def test_a_multiclass_classifier_answers_its_label_and_every_probability(
         batch = api.post("/predict/batch", json=records(entry.X))
         assert batch.status_code == 200
         answers = batch.json()
-        assert all(list(a["probabilities"]) == classes and set(a) == {"label", "probabilities", "model"}
+        assert all(list(a["probabilities"]) == classes and set(a) == {"label", "probabilities", "model", "request_id"}
                    for a in answers)
         got = np.array([list(a["probabilities"].values()) for a in answers])
         assert np.abs(got - reference).max() <= 1e-9
@@ -168,6 +170,48 @@ def test_a_multiclass_classifier_answers_its_label_and_every_probability(
         singles = [api.post("/predict", json=r).json() for r in records(entry.X.iloc[::12])]
         assert np.abs(np.array([list(a["probabilities"].values()) for a in singles]) - reference[::12]).max() <= 1e-9
         assert [a["label"] for a in singles] == [str(label) for label in labels[::12]]
+
+
+@pytest.mark.parametrize("name", ["forest-regressor", "logistic"])
+def test_the_served_model_logs_its_tasks_columns(registry: tuple[Store, dict[str, Served]], name: str,
+                                                 tmp_path: Path) -> None:
+    """Every answered row is logged with the model's inputs and the task's output columns: a regressor's
+    prediction (no label), a multiclass classifier's label, its probability and every class's."""
+    from datetime import UTC, datetime, timedelta
+
+    from mlscope.monitoring import store as log_store
+
+    store, served = registry
+    entry = served[name]
+    sent = records(entry.X.head(8))
+    classes = [str(c) for c in getattr(entry.model, "classes_", [])]
+    truth, wrong = (classes[1], "merlot") if classes else (151.5, "151.5")
+    with api_for(store, name, monitor_dir=tmp_path) as api:
+        answers = api.post("/predict/batch", json=sent[:6]).json()
+        answers += [api.post("/predict", json=row).json() for row in sent[6:]]
+        refused = api.post("/feedback", json={"request_id": answers[0]["request_id"], "actual": wrong})
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "actual"
+        given = api.post("/feedback", json={"request_id": answers[0]["request_id"], "actual": truth})
+        assert given.status_code == 200 and given.json()["actual"] == str(truth)
+    now = datetime.now(UTC)
+    table = log_store.predictions(tmp_path, name, now - timedelta(hours=1), now)
+    rows = {row["request_id"]: row for row in table.to_pylist()}
+    assert len(rows) == 8
+    features = [f"in.{column}" for column in entry.X.columns]
+    assert table.column_names == ["request_id", "ts", "model_name", "model_version", "alias", "latency_ms", "output",
+                                  "label", *(f"p.{label}" for label in classes), *features]
+    for answer, row_sent in zip(answers, sent, strict=True):
+        row = rows[answer["request_id"]]
+        assert [row[f] for f in features] == [row_sent[c] for c in entry.X.columns]
+        if classes:
+            assert row["label"] == answer["label"]
+            assert row["output"] == answer["probabilities"][answer["label"]] == max(answer["probabilities"].values())
+            assert {label: row[f"p.{label}"] for label in classes} == answer["probabilities"]
+        else:
+            assert row["output"] == answer["prediction"] and row["label"] is None
+    labelled = log_store.labelled(tmp_path, name, now - timedelta(hours=1), now)
+    assert labelled.column("request_id").to_pylist() == [answers[0]["request_id"]]
+    assert labelled.column("actual").to_pylist() == [str(truth)]
 
 
 def test_the_wine_labels_are_the_models_text_labels(registry: tuple[Store, dict[str, Served]]) -> None:
@@ -304,9 +348,10 @@ def test_the_schema_says_which_shape_each_task_answers(registry: tuple[Store, di
             assert parameters["explain_class"]["schema"]["enum"] == ["barbera", "barolo", "grignolino"]
         else:
             assert "explain_class" not in parameters and "explain" in parameters
-    assert set(shapes["ridge"]["properties"]) == {"prediction", "model", "explanation"}
+    assert set(shapes["ridge"]["properties"]) == {"prediction", "model", "request_id", "explanation"}
+    assert "request_id" in shapes["ridge"]["required"] and "request_id" in shapes["logistic"]["required"]
     assert shapes["ridge"]["properties"]["prediction"]["type"] == "number"
-    assert set(shapes["logistic"]["properties"]) == {"label", "probabilities", "model", "explanation"}
+    assert set(shapes["logistic"]["properties"]) == {"label", "probabilities", "model", "request_id", "explanation"}
     assert shapes["logistic"]["properties"]["label"]["enum"] == ["barbera", "barolo", "grignolino"]
 
 
@@ -333,4 +378,4 @@ def test_a_version_of_another_task_is_not_swapped_in(registry: tuple[Store, dict
             time.sleep(0.05)
         problem = api.get("/model").json()["registry_problem"]
         assert f"version {classifier.version} answers as a binary model, the API as a regression one" in problem
-        assert set(api.post("/predict", json=records(X.head(1))[0]).json()) == {"prediction", "model"}
+        assert set(api.post("/predict", json=records(X.head(1))[0]).json()) == {"prediction", "model", "request_id"}

@@ -185,3 +185,19 @@ def test_many_labelled_rows_give_the_same_interval_from_fewer_rows_per_resample(
         width_full, width_fast = full[name].high - full[name].low, fast[name].high - fast[name].low
         assert width_fast == pytest.approx(width_full, rel=0.3), name
         assert fast[name].low < fast[name].value < fast[name].high
+
+
+def test_live_metrics_are_remembered_for_the_same_rows_only() -> None:
+    import time
+
+    rows = _binary_rows(3000, 6)
+    started = time.perf_counter()
+    first = live_metrics(tasks.BINARY, rows, ("0", "1"), {}, resamples=40)
+    computed = time.perf_counter() - started
+    started = time.perf_counter()
+    again = live_metrics(tasks.BINARY, rows, ("0", "1"), {}, resamples=40)
+    assert again == first and time.perf_counter() - started < computed / 4
+    again[0].value = -1.0  # a caller's copy: the remembered result stays
+    assert live_metrics(tasks.BINARY, rows, ("0", "1"), {}, resamples=40) == first
+    changed = rows.assign(actual=rows["actual"].where(rows.index != 0, "1" if rows["actual"][0] == "0" else "0"))
+    assert live_metrics(tasks.BINARY, changed, ("0", "1"), {}, resamples=40) != first

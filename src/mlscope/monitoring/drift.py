@@ -382,40 +382,51 @@ def log_files(folder: Path, model: str, since: datetime, until: datetime) -> lis
 def read_live(folder: Path, model: str, version: str, since: datetime, until: datetime,
               columns: Mapping[str, Kind]) -> LiveColumns:
     """One version's logged rows in [since, until): numeric `columns` as float arrays, categorical ones as
-    counts (GROUP BY in DuckDB). A column no part file has counts as missing on every row."""
+    counts (one GROUP BY GROUPING SETS scan in DuckDB, which also counts the rows). A column no part file
+    has is missing on every row."""
     import duckdb
 
+    numeric_columns = [c for c, kind in columns.items() if kind == "numeric"]
+    categorical_columns = [c for c, kind in columns.items() if kind == "categorical"]
     files = log_files(folder, model, since, until)
     if not files:
-        return LiveColumns(0, {c: np.empty(0) for c, k in columns.items() if k == "numeric"},
-                           {c: {} for c, k in columns.items() if k == "categorical"})
+        return LiveColumns(0, {c: np.empty(0) for c in numeric_columns}, {c: {} for c in categorical_columns})
+    source = "read_parquet(?, hive_partitioning = true, union_by_name = true)"
+    window = "WHERE model_version = ? AND ts >= ? AND ts < ?"
+    params = [files, str(version), _utc(since), _utc(until)]
     con = duckdb.connect()
     try:
-        con.execute("SELECT * FROM read_parquet(?, hive_partitioning = true, union_by_name = true) LIMIT 0",
-                    [files])
-        available = {d[0] for d in con.description}
-        selected = []
-        for column, kind in columns.items():
-            sql_type = "DOUBLE" if kind == "numeric" else "VARCHAR"
-            source = f"TRY_CAST({_identifier(column)} AS {sql_type})" if column in available else f"NULL::{sql_type}"
-            selected.append(f"{source} AS {_identifier(column)}")
-        con.execute(
-            f"CREATE TEMP TABLE live AS SELECT {', '.join(selected) or '1 AS one'} "
-            "FROM read_parquet(?, hive_partitioning = true, union_by_name = true) "
-            "WHERE model_version = ? AND ts >= ? AND ts < ?", [files, str(version), _utc(since), _utc(until)])
-        rows = con.execute("SELECT count(*) FROM live").fetchone()[0]
-        numeric_columns = [c for c, k in columns.items() if k == "numeric"]
+        types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {source}", [files]).fetchall()}
+
+        def typed(column: str, sql_type: str) -> str:
+            if column not in types:
+                return f"NULL::{sql_type} AS {_identifier(column)}"
+            if types[column] == sql_type:
+                return _identifier(column)
+            return f"TRY_CAST({_identifier(column)} AS {sql_type}) AS {_identifier(column)}"
+
+        names = [_identifier(c) for c in categorical_columns]
+        counted = con.execute(
+            f"SELECT {', '.join([*(f'GROUPING({n})' for n in names), *names, 'count(*)'])} "
+            f"FROM (SELECT {', '.join([typed(c, 'VARCHAR') for c in categorical_columns] or ['1 AS one'])} "
+            f"FROM {source} {window}) GROUP BY GROUPING SETS ({', '.join(['()', *(f'({n})' for n in names)])})",
+            params).fetchall()
+        rows, categorical = 0, {c: {} for c in categorical_columns}
+        k = len(categorical_columns)
+        for record in counted:
+            grouped = [i for i in range(k) if record[i] == 0]
+            if grouped:
+                categorical[categorical_columns[grouped[0]]][record[k + grouped[0]]] = int(record[-1])
+            else:
+                rows = int(record[-1])
         numeric: dict[str, np.ndarray] = {}
         if numeric_columns:
-            table = con.execute(f"SELECT {', '.join(map(_identifier, numeric_columns))} FROM live").fetch_arrow_table()
+            table = con.execute(f"SELECT {', '.join(typed(c, 'DOUBLE') for c in numeric_columns)} "
+                                f"FROM {source} {window}", params).to_arrow_table()
             numeric = {c: table[c].to_numpy() for c in numeric_columns}
-        categorical = {}
-        for column in (c for c, k in columns.items() if k == "categorical"):
-            counted = con.execute(f"SELECT {_identifier(column)}, count(*) FROM live GROUP BY 1").fetchall()
-            categorical[column] = {value: int(count) for value, count in counted}
     finally:
         con.close()
-    return LiveColumns(int(rows), numeric, categorical)
+    return LiveColumns(rows, numeric, categorical)
 
 
 def window_drift(folder: Path, model: str, version: str, since: datetime, until: datetime, reference: Reference,

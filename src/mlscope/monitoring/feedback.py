@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, create_model
 
 from mlscope.errors import BadInput, Conflict, NotFound, NotReady
 from mlscope.monitoring import layout, store
@@ -20,18 +20,32 @@ from mlscope.monitoring.writer import FeedbackLog, PredictionLog
 
 # After the flush interval, a prediction answered by another worker may still be being written.
 WRITE_GRACE_SECONDS = 1.0
+MOST_WAIT_SECONDS = 5.0  # an unknown recent id never holds a request longer, whatever the flush interval
 
 
-class Feedback(BaseModel):
-    """The truth for one prediction."""
+def _no_booleans(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be 0 or 1, not true/false")
+    return value
 
-    model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(pattern=layout.REQUEST_ID_PATTERN, description="The `request_id` of the answer (a "
-                            "batch's answers each have their own).")
-    actual: StrictStr | StrictInt | StrictFloat = Field(
-        description="What really happened: binary models 0 or 1, multiclass models one of their class labels, "
-                    "regressors a number.")
+# Per task, what `actual` takes (the schema shows it): binary 0 or 1 (also as text), multiclass a class label,
+# regression a finite number.
+ACTUAL_TYPES: dict[str, Callable[[tuple[str, ...]], Any]] = {
+    "binary": lambda _: Annotated[Literal[0, 1, "0", "1"], BeforeValidator(_no_booleans)],
+    "multiclass": lambda classes: Literal[classes],
+    "regression": lambda _: Annotated[float, Field(allow_inf_nan=False), Strict()],
+}
+
+
+def feedback_model(task: str, classes: Sequence[str] = ()) -> type[BaseModel]:
+    """The feedback request of a served model of `task` (`classes`: a multiclass model's labels)."""
+    return create_model(
+        "Feedback", __config__=ConfigDict(extra="forbid"), __doc__="The truth for one prediction.",
+        request_id=(str, Field(pattern=layout.REQUEST_ID_PATTERN, description="The `request_id` of the answer (a "
+                               "batch's answers each have their own).")),
+        actual=(ACTUAL_TYPES[task](tuple(classes)), Field(description="What really happened: binary models 0 or 1, "
+                "multiclass models one of their class labels, regressors a number.")))
 
 
 class FeedbackRecorded(BaseModel):
@@ -83,7 +97,7 @@ class FeedbackDesk:
         self.predictions, self.log, self.flush_seconds = predictions, log, flush_seconds
         self._recording = threading.Lock()
 
-    def record(self, items: Sequence[Feedback], batch: bool = False) -> list[tuple[str, str]]:
+    def record(self, items: Sequence[Any], batch: bool = False) -> list[tuple[str, str]]:
         """Record every item or none: the (request id, truth as text) pairs recorded. Blocking (reads the
         log; may wait up to the flush interval for a prediction another worker has not written yet)."""
         where = (lambda i: i) if batch else (lambda _: None)
@@ -126,7 +140,7 @@ class FeedbackDesk:
             latest = max(layout.request_time(request_id).timestamp() for request_id in missing)
             wait = latest + self.flush_seconds + WRITE_GRACE_SECONDS - time.time()
             if 0 < wait <= self.flush_seconds + WRITE_GRACE_SECONDS:
-                time.sleep(wait)
+                time.sleep(min(wait, MOST_WAIT_SECONDS))
                 missing -= store.known_request_ids(self.folder, self.model, missing)
         if missing:
             first = min(missing, key=request_ids.index)

@@ -44,7 +44,7 @@ FEEDBACK_SCHEMA = pa.schema([(REQUEST_ID, pa.string()), (ACTUAL, pa.string()), (
 REQUEST_ID_PATTERN = r"^[0-9a-f]{18}(-[0-9]{1,9})?$"
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
-_LAST_MS = 253_370_764_800_000  # 9998-12-31: a well-formed id's time is read as at most this
+_LAST_MS = int(datetime(9998, 12, 31, tzinfo=UTC).timestamp() * 1000)  # a well-formed id reads as at most this
 _sequence = itertools.count()  # part numbers of this process (every log in it draws from one sequence)
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +18,10 @@ from mlscope.task import Task
 
 PROBABILITY_PREFIX = "p."
 RESAMPLES = 100  # task.score per resample costs ~10-20 ms (scikit-learn metrics): ~1-2 s per version
-MAX_BOOTSTRAP_ROWS = 10_000  # rows per resample; more labelled rows: m-out-of-n, see live_metrics
+CACHED = 32  # recent results kept: the Production view and `monitor` ask again while no new feedback arrives
+_computed: dict[str, list[LiveMetric]] = {}
+_cache_lock = threading.Lock()
+MAX_BOOTSTRAP_ROWS = 5_000  # rows per resample; more labelled rows: m-out-of-n, see live_metrics
 
 
 class LiveMetric(BaseModel):
@@ -83,6 +88,31 @@ def live_metrics(task: Task, labelled: pd.DataFrame, classes: Sequence[str], tes
     n = len(truth)
     if n == 0:
         return []
+    key = _digest(task, truth, outputs, classes, test_metrics, resamples, max_rows, seed, confidence)
+    with _cache_lock:
+        found = _computed.get(key)
+    if found is None:
+        found = _live_metrics(task, truth, outputs, classes, test_metrics, resamples, max_rows, seed, confidence)
+        with _cache_lock:
+            while len(_computed) >= CACHED:
+                _computed.pop(next(iter(_computed)))
+            _computed[key] = found
+    return [metric.model_copy() for metric in found]
+
+
+def _digest(task: Task, truth: np.ndarray, outputs: np.ndarray, *parameters: Any) -> str:
+    """What identifies a computation: the rows (truth and outputs) and every parameter."""
+    digest = hashlib.sha256(task.name.encode())
+    digest.update("\x1f".join(map(str, truth.tolist())).encode())
+    digest.update(np.ascontiguousarray(outputs, dtype=float).tobytes())
+    digest.update(repr([list(p.items()) if isinstance(p, Mapping) else p for p in parameters]).encode())
+    return digest.hexdigest()
+
+
+def _live_metrics(task: Task, truth: np.ndarray, outputs: np.ndarray, classes: Sequence[str],
+                  test_metrics: Mapping[str, float], resamples: int, max_rows: int, seed: int,
+                  confidence: float) -> list[LiveMetric]:
+    n = len(truth)
     values = task.score(truth, outputs, classes)
     names = [*(name for name in task.metric_names if name in values), *(name for name in values
                                                                        if name not in task.metric_names)]

@@ -112,8 +112,9 @@ class Reference:
 
     def category_counts(self, column: str) -> dict[str | None, int]:
         if column not in self._counts:
-            self._counts[column] = counts_of(self.frame[column].tolist() if column in self.frame
-                                             else [None] * self.rows)
+            values = self.frame[column].tolist() if column in self.frame else []
+            self._counts[column] = counts_of(None if pd.isna(v) else v for v in values) if values else (
+                {None: self.rows} if self.rows else {})
         return self._counts[column]
 
 
@@ -284,9 +285,9 @@ def rebuilt_from_explanations(client: MlflowClient, run_id: str) -> tuple[pa.Tab
     prefix = f"{artifacts.FOLDER}/{artifacts.TEST_SPLIT}-class-"
     chosen = [single] if single in names else [n for n in names if n.startswith(prefix) and n.endswith(".json")]
     if not chosen:
-        raise NoReference(f"run '{run_id}' was not trained by mlscope (no {FOLDER}/{META}) and has no stored test "
-                          f"explanation ({single}) to rebuild one from: explain it with data "
-                          f"(mlscope explain {run_id} --data FILE.csv) or retrain it with mlscope", field="run_id")
+        raise NoReference(f"run '{run_id}' has no training reference ({FOLDER}/{META}, logged by mlscope training) "
+                          f"and no stored test explanation ({single}) to rebuild one from: explain it with data "
+                          f"(mlscope explain {run_id} --data FILE.csv) or train it with mlscope", field="run_id")
     explanations = []
     for name in chosen:
         try:

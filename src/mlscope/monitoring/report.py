@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, Field
@@ -21,9 +23,10 @@ from mlscope import task as tasks
 from mlscope.config import Settings
 from mlscope.errors import MlscopeError, NotFound
 from mlscope.monitoring import drift as drift_stats
+from mlscope.monitoring import layout
 from mlscope.monitoring import store
-from mlscope.monitoring.explanation_drift import ExplanationDrift, explanation_drift
-from mlscope.monitoring.live_metrics import LiveMetric, classes_of, live_metrics
+from mlscope.monitoring.explanation_drift import MAX_LIVE_ROWS, ExplanationDrift, explanation_drift
+from mlscope.monitoring.live_metrics import PROBABILITY_PREFIX, LiveMetric, classes_of, live_metrics
 from mlscope.monitoring.reference import load_reference
 from mlscope.monitoring.window import parse_window
 from mlscope.tracking.registry import first_line, list_versions
@@ -32,6 +35,7 @@ from mlscope.tracking.version_links import linked_run_id
 Status = Literal["ok", "watch", "alert"]
 INPUT_PREFIX = "in."
 TRAFFIC_COLUMNS = ("request_id", "ts", "model_version", "latency_ms")
+SCORED_COLUMNS = ("model_version", "actual", "output", "label")  # and p.<class>: what live metrics read
 REFERENCE_CACHE = "references"  # under settings.monitor_dir: training references read from MLflow
 BUCKETS = 48  # points of the traffic chart, at most
 _NICE_BUCKETS = [timedelta(seconds=s) for s in (10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600,
@@ -134,32 +138,41 @@ def _percentile(values: np.ndarray, q: float) -> float | None:
     return float(np.percentile(values, q)) if values.size else None
 
 
-def _requests(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per request (a batch's rows share `{batch id}-{row}` ids and the request's latency)."""
-    key = frame["request_id"].astype(str).str.partition("-")[0]
-    return frame.assign(request=key).groupby("request", sort=False).agg(ts=("ts", "min"), latency_ms=(
-        "latency_ms", "first"), rows=("ts", "size")).reset_index(drop=True)
+def _requests(rows: pa.Table | pd.DataFrame) -> dict[str, np.ndarray]:
+    """One entry per request (a batch's rows share `{batch id}-{row}` ids and the request's latency):
+    its first row's time (ms since the epoch), latency and row count."""
+    with duckdb.connect() as connection:
+        connection.register("log_rows", rows)
+        return connection.execute(
+            "SELECT epoch_ms(min(ts)) AS ts_ms, any_value(latency_ms) AS latency_ms, count(*) AS rows "
+            "FROM log_rows GROUP BY split_part(request_id, '-', 1)").fetchnumpy()
 
 
-def traffic(frame: pd.DataFrame, since: datetime, until: datetime) -> Traffic:
-    """Prediction rows, requests and request latency over the window, in round buckets (empty ones too)."""
+def traffic(rows: pa.Table | pd.DataFrame, since: datetime, until: datetime) -> Traffic:
+    """Prediction rows, requests and request latency over the window, in round buckets (empty ones too).
+    `rows`: the log's request_id, ts and latency_ms columns."""
     width = bucket_width(until - since)
     origin = pd.Timestamp(since).floor(width)
     starts = pd.date_range(origin, pd.Timestamp(until), freq=width, inclusive="left")
-    if frame.empty:
+    total = rows.num_rows if isinstance(rows, pa.Table) else len(rows)
+    if total == 0:
         return Traffic(predictions=0, requests=0, latency_p50_ms=None, latency_p99_ms=None,
                        buckets=[Bucket(start=s.to_pydatetime(), predictions=0, latency_p50_ms=None,
                                        latency_p99_ms=None) for s in starts])
-    requests = _requests(frame)
-    latency = requests["latency_ms"].to_numpy(dtype=float)
-    slot = ((requests["ts"] - origin) // width).to_numpy()
+    requests = _requests(rows)
+    latency = np.asarray(requests["latency_ms"], dtype=float)
+    slot = (np.asarray(requests["ts_ms"], dtype=np.int64) - origin.value // 1_000_000) // (width // timedelta(
+        milliseconds=1))
+    order = np.argsort(slot, kind="stable")
+    edges = np.searchsorted(slot[order], np.arange(len(starts) + 1))
+    counts = np.asarray(requests["rows"], dtype=np.int64)[order]
     buckets = []
     for index, start in enumerate(starts):
-        inside = slot == index
-        in_bucket = latency[inside]
-        buckets.append(Bucket(start=start.to_pydatetime(), predictions=int(requests["rows"].to_numpy()[inside].sum()),
+        inside = slice(edges[index], edges[index + 1])
+        in_bucket = latency[order][inside]
+        buckets.append(Bucket(start=start.to_pydatetime(), predictions=int(counts[inside].sum()),
                               latency_p50_ms=_percentile(in_bucket, 50), latency_p99_ms=_percentile(in_bucket, 99)))
-    return Traffic(predictions=len(frame), requests=len(requests), buckets=buckets,
+    return Traffic(predictions=total, requests=len(latency), buckets=buckets,
                    latency_p50_ms=_percentile(latency, 50), latency_p99_ms=_percentile(latency, 99))
 
 
@@ -239,16 +252,20 @@ def production_report(settings: Settings, client: MlflowClient, model_name: str,
     problems: list[str] = []
     served = _served(client, model_name, settings.alias, problems)
     folder = settings.monitor_dir
-    frame = _frame(store.predictions(folder, model_name, since, until, columns=list(TRAFFIC_COLUMNS)))
+    logged = store.predictions(folder, model_name, since, until, columns=list(TRAFFIC_COLUMNS))
     header = {"model": model_name, "window": window, "since": since, "until": until,
-              "generated_at": datetime.now(UTC), "served": served, "traffic": traffic(frame, since, until)}
-    if frame.empty:
+              "generated_at": datetime.now(UTC), "served": served, "traffic": traffic(logged, since, until)}
+    if logged.num_rows == 0:
         problems.append("no predictions logged in this window")
-        task = _task_of(client, served.run_id if served else None, None, frame)
+        task = _task_of(client, served.run_id if served else None, None, pd.DataFrame())
         return ProductionReport(**header, task=task.name if task else None, status="no_data", problems=problems,
                                 versions=[], drift=None, explanation_drift=None)
-    labelled = _frame(store.labelled(folder, model_name, since, until))
-    versions = sorted(set(frame["model_version"]), key=_version_key, reverse=True)
+    joined_table = store.labelled(folder, model_name, since, until)
+    labelled = _frame(joined_table.select([c for c in joined_table.column_names if c in SCORED_COLUMNS
+                                           or c.startswith(PROBABILITY_PREFIX)]))
+    counts = {str(entry["values"]): int(entry["counts"])
+              for entry in pc.value_counts(logged[layout.MODEL_VERSION]).to_pylist()}
+    versions = sorted(counts, key=_version_key, reverse=True)
     judged = served.version if served and served.version in versions else versions[0]
     if served and served.version not in versions:
         problems.append(f"no predictions of the served version {served.version} in this window; drift is shown "
@@ -266,7 +283,7 @@ def production_report(settings: Settings, client: MlflowClient, model_name: str,
             model_classes = list(getattr(reference, "classes", None) or [])
             metrics = live_metrics(task, joined, classes_of(task, joined, model_classes),
                                    _test_metrics(client, run_id), model_classes=model_classes)
-        reports.append(VersionReport(version=version, predictions=int((frame["model_version"] == version).sum()),
+        reports.append(VersionReport(version=version, predictions=counts[version],
                                      labelled=len(joined), live_metrics=metrics, reference_problem=problem,
                                      reference_rows=None if reference is None else int(reference.rows)))
         if version == judged:
@@ -279,7 +296,11 @@ def production_report(settings: Settings, client: MlflowClient, model_name: str,
         drift = Drift.model_validate(table.to_dict())
     columns = (None if judged_reference is None
                else [f"{INPUT_PREFIX}{feature}" for feature in judged_reference.features])
-    live = _frame(store.predictions(folder, model_name, since, until, columns=columns, versions=[judged]))
+    live_table = store.predictions(folder, model_name, since, until, columns=columns, versions=[judged])
+    if live_table.num_rows > MAX_LIVE_ROWS:  # explanation drift explains a fixed-seed sample
+        live_table = live_table.take(np.sort(np.random.default_rng(0).choice(live_table.num_rows, MAX_LIVE_ROWS,
+                                                                             replace=False)))
+    live = _frame(live_table)
     explained = explanation_drift(settings, client, judged, judged_run, _inputs(live))
     if explained.problem:
         problems.append(f"explanation drift of version {judged}: {explained.problem}")

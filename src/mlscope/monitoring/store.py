@@ -24,6 +24,8 @@ PREDICTION_BASE = pa.schema([(layout.REQUEST_ID, pa.string()), (layout.TS, layou
 LABELLED_EXTRA = [(layout.ACTUAL, pa.string()), ("feedback_ts", layout.TIMESTAMP)]
 # A row's date folder is that of its answer; its id carries its request's time, up to a long request earlier.
 ID_DATE_SLACK = timedelta(hours=1)
+# The part files given as the query's parameter; the folders are not read as columns (the rows carry them).
+READ = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -49,7 +51,7 @@ def _timestamps(table: pa.Table) -> pa.Table:
 
 
 def _available(connection: duckdb.DuckDBPyConnection, files: list[str]) -> list[str]:
-    described = connection.execute("DESCRIBE SELECT * FROM read_parquet(?, union_by_name = true)", [files])
+    described = connection.execute(f"DESCRIBE SELECT * FROM {READ}", [files])
     return [row[0] for row in described.fetchall()]
 
 
@@ -77,7 +79,7 @@ def predictions(folder: Path, model: str, since: datetime, until: datetime, colu
             where += " AND model_version IN (SELECT unnest(?))"
             parameters.append([str(v) for v in versions])
         selected = ", ".join(_quoted(c) for c in chosen)
-        table = connection.execute(f"SELECT {selected} FROM read_parquet(?, union_by_name = true) "  # noqa: S608
+        table = connection.execute(f"SELECT {selected} FROM {READ} "  # noqa: S608
                                    f"WHERE {where} ORDER BY ts", parameters).fetch_arrow_table()
     return _timestamps(table)
 
@@ -92,7 +94,7 @@ def feedback(folder: Path, model: str, since: datetime | None = None, until: dat
         return layout.FEEDBACK_SCHEMA.empty_table()
     with _connect() as connection:
         table = connection.execute(
-            "SELECT request_id, actual, ts FROM read_parquet(?, union_by_name = true) "
+            f"SELECT request_id, actual, ts FROM {READ} "
             "WHERE (? IS NULL OR ts >= ?) AND (? IS NULL OR ts < ?) ORDER BY ts",
             [files, since, since, until, until]).fetch_arrow_table()
     return _timestamps(table)
@@ -108,9 +110,9 @@ def labelled(folder: Path, model: str, since: datetime, until: datetime) -> pa.T
         return pa.schema([*PREDICTION_BASE, *LABELLED_EXTRA]).empty_table()
     with _connect() as connection:
         table = connection.execute(
-            "WITH p AS (SELECT * FROM read_parquet(?, union_by_name = true) WHERE ts >= ? AND ts < ?), "
+            f"WITH p AS (SELECT * FROM {READ} WHERE ts >= ? AND ts < ?), "
             "f AS (SELECT request_id, arg_min(actual, ts) AS actual, min(ts) AS feedback_ts "
-            "      FROM read_parquet(?, union_by_name = true) GROUP BY request_id) "
+            f"      FROM {READ} GROUP BY request_id) "
             "SELECT p.*, f.actual, f.feedback_ts FROM p JOIN f ON p.request_id = f.request_id ORDER BY p.ts",
             [predicted, since, until, answered]).fetch_arrow_table()
     return _timestamps(table)
@@ -127,8 +129,8 @@ def _present(files: list[str], request_ids: list[str]) -> set[str]:
     if not files or not request_ids:
         return set()
     with _connect() as connection:
-        rows = connection.execute("SELECT DISTINCT request_id FROM read_parquet(?, union_by_name = true) "
-                                  "WHERE request_id IN (SELECT unnest(?))", [files, request_ids]).fetchall()
+        rows = connection.execute(f"SELECT DISTINCT request_id FROM {READ} WHERE request_id IN (SELECT unnest(?))",
+                                  [files, request_ids]).fetchall()
     return {row[0] for row in rows}
 
 

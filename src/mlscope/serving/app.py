@@ -26,7 +26,7 @@ import mlscope
 from mlscope.config import Settings
 from mlscope.errors import NotReady, TooLarge
 from mlscope.explain.shapley import Explanation as ShapleyExplanation
-from mlscope.monitoring.feedback import Feedback, FeedbackBatchRecorded, FeedbackDesk, FeedbackRecorded
+from mlscope.monitoring.feedback import FeedbackBatchRecorded, FeedbackDesk, FeedbackRecorded, feedback_model
 from mlscope.monitoring.layout import new_request_id, row_request_id
 from mlscope.monitoring.store import remove_expired
 from mlscope.monitoring.writer import FeedbackLog, PredictionLog
@@ -318,6 +318,7 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
             prediction_log.add_batch(model, columns, outputs, batch_id, _milliseconds_since(started))
         return _json(answers, request_id=batch_id)
 
+    Feedback = feedback_model(contract.task, contract.classes)
     feedback_errors = {status: ERRORS[status] for status in (404, 409, 422)}
     in_words = ("The truth for a prediction, by the `request_id` of its answer: binary models take 0 or 1, "
                 "multiclass models a class label, regressors a number. The first feedback for a request id is "
@@ -325,7 +326,7 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
 
     @app.post("/feedback", tags=["feedback"], response_model=FeedbackRecorded, responses=feedback_errors,
               description=in_words)
-    async def give_feedback(item: Feedback) -> Response:
+    async def give_feedback(item: Feedback) -> Response:  # type: ignore[valid-type]
         pairs = await run_in_threadpool(desk.record, [item])
         return _json({"request_id": pairs[0][0], "actual": pairs[0][1]})
 
@@ -333,7 +334,7 @@ def create_api(settings: Settings, watcher: ModelWatcher, contract: Contract,
               responses={**feedback_errors, 413: ERRORS[413]},
               description=in_words + " A batch is recorded whole or not at all; `error.field` names the first "
                                      "bad item (e.g. `3.actual`).")
-    async def give_feedback_batch(items: list[Feedback]) -> Response:
+    async def give_feedback_batch(items: list[Feedback]) -> Response:  # type: ignore[valid-type]
         if len(items) > settings.max_batch_rows:
             raise TooLarge(f"{len(items)} feedback items, the limit is {settings.max_batch_rows}", field="body")
         pairs = await run_in_threadpool(desk.record, items, True) if items else []
