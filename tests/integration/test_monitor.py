@@ -177,3 +177,55 @@ def test_an_empty_window_is_no_data_with_the_reason(logged: dict[str, Any]) -> N
     starts = [b.start for b in report.traffic.buckets]  # one-minute buckets covering the window
     assert starts[0] <= report.since < starts[0] + timedelta(minutes=1) and starts[-1] < report.until
     assert all(b - a == timedelta(minutes=1) for a, b in zip(starts, starts[1:])) and len(starts) in (30, 31)
+
+
+def test_a_version_trained_elsewhere_without_reference_says_why(logged: dict[str, Any], tmp_path: Path) -> None:
+    """A model logged by plain MLflow (no reference, no explanation): live metrics still come from its
+    labelled predictions; drift and explanation drift are null with the reasons, status no_data."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    store: Store = logged["store"]
+    titanic = load_titanic().frame
+    numeric = ["Pclass", "SibSp", "Parch", "Fare"]
+    X, y = titanic[numeric].astype(float), titanic["Survived"]
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    with mlflow_state_kept():
+        mlflow.set_tracking_uri(store.uri)
+        mlflow.set_registry_uri(store.uri)
+        mlflow.set_experiment(experiment_id=store.experiment("elsewhere"))
+        with mlflow.start_run() as run:
+            mlflow.sklearn.log_model(model, name="model", input_example=X.head(2))
+        version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "plain-model").version
+        store.client().set_registered_model_alias("plain-model", "production", version)
+    folder = tmp_path / "monitoring"
+    rng = np.random.default_rng(1)
+    now = datetime.now(UTC)
+    picks = rng.integers(0, len(titanic), 300)
+    rows = X.iloc[picks]
+    outputs = model.predict_proba(rows)[:, 1]
+    ms = [int((now - timedelta(minutes=20)).timestamp() * 1000) + i for i in range(300)]
+    ids = [layout.new_request_id(m) for m in ms]
+    columns: dict[str, Any] = {
+        layout.REQUEST_ID: ids, layout.TS: pa.array(ms, pa.int64()).cast(layout.TIMESTAMP),
+        layout.MODEL_NAME: ["plain-model"] * 300, layout.MODEL_VERSION: [str(version)] * 300,
+        layout.ALIAS: ["production"] * 300, layout.LATENCY_MS: np.ones(300),
+        **layout.OUTPUT_COLUMNS["binary"](outputs, ("0", "1")),
+        **{f"{layout.INPUT_PREFIX}{f}": layout.input_column(rows[f].to_numpy(), True) for f in numeric}}
+    layout.write_part(folder, layout.PREDICTIONS, "plain-model", now.date(), pa.table(columns))
+    truth = y.iloc[picks].astype(str).tolist()
+    layout.write_part(folder, layout.FEEDBACK, "plain-model", now.date(), pa.table({
+        layout.REQUEST_ID: ids, layout.ACTUAL: truth,
+        layout.TS: pa.array([ms[-1] + 10] * 300, pa.int64()).cast(layout.TIMESTAMP)}))
+    with mlflow_state_kept():
+        report = production_report(store.settings(monitor_dir=folder), store.client(), "plain-model", "1h")
+    assert report.status == "no_data" and report.drift is None and report.task == "binary"
+    assert report.versions[0].reference_rows is None
+    assert report.versions[0].reference_problem.startswith(f"no reference for version {version}: run ")
+    assert run.info.run_id in report.versions[0].reference_problem  # the reason is drift16's NoReference message
+    assert report.explanation_drift.features == [] and "logged no explanation" in report.explanation_drift.problem
+    assert any(p.startswith(f"explanation drift of version {version}:") for p in report.problems)
+    live = {m.name: m.value for m in report.versions[0].live_metrics}
+    expected = tasks.BINARY.score(np.array(truth, dtype=object), np.column_stack([1 - outputs, outputs]), ["0", "1"])
+    assert live == pytest.approx(expected)
