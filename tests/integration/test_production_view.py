@@ -1,9 +1,9 @@
 """The Production view of a registered model, over real HTTP and in Chromium: two Titanic versions trained
 by the CLI into a real MLflow store, a prediction log with feedback in the shared Parquet layout written
 from the versions' real outputs (the served one's traffic drifted: more third class, older passengers),
-the report computed from them by `mlscope.monitoring.report`. The page must show the drift, the
-explanation shift and the live metrics, keep the window in the URL, never call off 127.0.0.1 and log no
-console error."""
+the report computed from them by `mlscope.monitoring.report`; a regressor and a multiclass classifier
+likewise. The page must show the drift, the explanation shift and the live metrics, keep the window in
+the URL, never call off 127.0.0.1 and log no console error."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from mlscope.config import Settings
+from mlscope.data.loader import load_demo
 from mlscope.web.app import create_app
 from tests.conftest import Store, copy_of, invoke, mlflow_state_kept
 from tests.live import console_errors, live_app, offsite_requests, screenshot
-from tests.production_log import Logged, write_log
+from tests.production_log import Logged, spread, write_log, write_rows
 
 pytestmark = pytest.mark.slow
 MODEL = "titanic-survival"
@@ -147,8 +149,8 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def drift_rows(page: Any) -> list[tuple[str, str]]:
-    return page.locator("[data-drift-rows] tr").evaluate_all(
-        "rows => rows.map(row => [row.dataset.feature, row.dataset.status])")
+    return [tuple(row) for row in page.locator("[data-drift-rows] tr").evaluate_all(
+        "rows => rows.map(row => [row.dataset.feature, row.dataset.status])")]
 
 
 def chart_data(page: Any, name: str) -> list[dict[str, Any]]:
@@ -253,3 +255,42 @@ def test_a_served_version_without_reference_says_why(site: Site, page: Any, tmp_
                 f"No reference for version {version}: ")
             assert "No feedback yet" in block.locator("[data-no-feedback]").inner_text()
             screenshot(page, "production-no-reference")
+
+
+TASK_CASES = {"diabetes": ("diabetes-progression", "ridge", "bmi"),
+              "wine": ("wine-cultivar", "logistic-regression", "proline")}
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("dataset", sorted(TASK_CASES))
+def test_the_view_follows_the_served_task(dataset: str, page: Any, tmp_path: Path) -> None:
+    """A regressor and a multiclass classifier trained by the CLI, their traffic with one feature shifted:
+    the view flags that feature and shows the task's own live metrics next to its test values."""
+    name, run, shifted = TASK_CASES[dataset]
+    store = Store(tmp_path)
+    settings = store.settings(monitor_dir=tmp_path / "monitoring")
+    with mlflow_state_kept():
+        trained = invoke(store, "train", "--dataset", dataset, "--only", run, "--promote")
+        assert trained.exit_code == 0, trained.output
+        data = load_demo(dataset)
+        rng = np.random.default_rng(5)
+        picks = rng.integers(0, len(data.frame), 400)
+        rows = data.X.iloc[picks].reset_index(drop=True)
+        rows[shifted] = rows[shifted] + 1.5 * data.X[shifted].std()
+        truth = [str(value) for value in data.y.iloc[picks]]
+        write_rows(settings, name, "1", "production", rows, truth, spread(rng, len(rows), (0.2, 0.8)),
+                   np.ones(len(rows), dtype=bool), rng)
+        with live_app(create_app(settings)) as url:
+            page.goto(f"{url}/models/{name}/production?window=1h")
+            page.wait_for_selector("[data-report]:not([hidden])", timeout=120_000)
+            assert f"serving v1 (@production) · {data.task.name}" in page.inner_text("[data-served]")
+            assert page.get_attribute("[data-status-banner]", "data-status") == "alert"
+            assert drift_rows(page)[0] == (shifted, "alert")
+            assert sum(chart_data(page, "traffic")[0]["y"]) == len(rows)
+            assert sorted(chart_data(page, "explanation")[0]["y"]) == sorted(data.features)
+            metrics = page.locator("[data-versions] [data-version='1'] tr[data-metric]").evaluate_all(
+                "rows => rows.map(row => row.dataset.metric)")
+            assert data.task.headline in metrics
+            headline = page.locator(f"[data-versions] tr[data-metric='{data.task.headline}']")
+            assert headline.locator("[data-test-value]").inner_text() != "—"
+            screenshot(page, f"production-{dataset}")

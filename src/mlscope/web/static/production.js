@@ -302,7 +302,7 @@ function renderExplanation(report) {
      marker: {color: LIVE}, hovertemplate: "%{y}: %{x:.4f} live<extra></extra>"},
   ], {
     barmode: "group", height: 90 + 44 * features.length, margin: {l: 130, r: 20, t: 30, b: 45},
-    xaxis: {title: {text: "mean |SHAP value|"}, rangemode: "tozero"},
+    xaxis: {title: {text: "mean |SHAP value|"}, rangemode: "tozero"}, yaxis: {automargin: true},
     legend: {orientation: "h", x: 0, y: 1, yanchor: "bottom", traceorder: "reversed"},
   });
 }
