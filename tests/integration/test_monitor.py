@@ -52,8 +52,9 @@ def log_rows(folder: Path, version: str, rows: pd.DataFrame, outputs: np.ndarray
 
 
 def log_feedback(folder: Path, pairs: list[tuple[str, str]], at: datetime) -> None:
+    stamps = pa.array([int(at.timestamp() * 1000)] * len(pairs), pa.int64()).cast(layout.TIMESTAMP)
     table = pa.table({layout.REQUEST_ID: [p[0] for p in pairs], layout.ACTUAL: [p[1] for p in pairs],
-                      layout.TS: pa.array([int(at.timestamp() * 1000)] * len(pairs), pa.int64()).cast(layout.TIMESTAMP)})
+                      layout.TS: stamps})
     layout.write_part(folder, layout.FEEDBACK, MODEL, at.date(), table)
 
 

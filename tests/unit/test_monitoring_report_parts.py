@@ -133,7 +133,8 @@ def test_explanation_drift_words() -> None:
 def _passengers() -> Source:
     rng = np.random.default_rng(0)
     n = 400
-    rows = pd.DataFrame({"Pclass": rng.choice([1, 2, 3], n, p=[0.25, 0.25, 0.5]), "Sex": rng.choice(["male", "female"], n),
+    rows = pd.DataFrame({"Pclass": rng.choice([1, 2, 3], n, p=[0.25, 0.25, 0.5]),
+                         "Sex": rng.choice(["male", "female"], n),
                          "Age": np.where(rng.random(n) < 0.2, np.nan, rng.uniform(1, 70, n)),
                          "SibSp": rng.integers(0, 3, n), "Parch": rng.integers(0, 3, n), "Fare": rng.uniform(5, 200, n),
                          "Embarked": rng.choice(["S", "C", "Q", None], n)})

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from pathlib import Path
+from typing import Literal
 
 import duckdb
 import numpy as np
@@ -21,13 +22,13 @@ from pydantic import BaseModel, Field
 
 from mlscope import task as tasks
 from mlscope.config import Settings
-from mlscope.errors import MlscopeError, NotFound
+from mlscope.errors import MlscopeError
 from mlscope.monitoring import drift as drift_stats
 from mlscope.monitoring import layout
 from mlscope.monitoring import store
 from mlscope.monitoring.explanation_drift import MAX_LIVE_ROWS, ExplanationDrift, explanation_drift
 from mlscope.monitoring.live_metrics import PROBABILITY_PREFIX, LiveMetric, classes_of, live_metrics
-from mlscope.monitoring.reference import load_reference
+from mlscope.monitoring.reference import Reference, load_reference
 from mlscope.monitoring.window import parse_window
 from mlscope.tracking.registry import first_line, list_versions
 from mlscope.tracking.version_links import linked_run_id
@@ -176,10 +177,11 @@ def traffic(rows: pa.Table | pd.DataFrame, since: datetime, until: datetime) -> 
                    latency_p50_ms=_percentile(latency, 50), latency_p99_ms=_percentile(latency, 99))
 
 
-def _task_of(client: MlflowClient, run_id: str | None, reference: Any, frame: pd.DataFrame) -> tasks.Task | None:
+def _task_of(client: MlflowClient, run_id: str | None, reference: Reference | None, frame: pd.DataFrame
+             ) -> tasks.Task | None:
     """The version's task: its reference's, its run's tag or metrics, else what the logged columns show."""
-    if reference is not None and getattr(reference, "task", None):
-        return tasks.get(str(reference.task))
+    if reference is not None and reference.task:
+        return tasks.get(reference.task)
     if run_id:
         try:
             run = client.get_run(run_id)
@@ -205,7 +207,8 @@ def _test_metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
         return {}
 
 
-def _reference(client: MlflowClient, run_id: str | None, version: str, cache_dir: Any) -> tuple[Any, str | None]:
+def _reference(client: MlflowClient, run_id: str | None, version: str, cache_dir: Path
+               ) -> tuple[Reference | None, str | None]:
     """The version's training reference, or None and why there is none."""
     if run_id is None:
         return None, f"no reference for version {version}: it has no source run"
@@ -227,8 +230,8 @@ def _version_key(version: str) -> tuple[int, str]:
     return (int(version), version) if version.isdigit() else (-1, version)
 
 
-def _frame(table: Any) -> pd.DataFrame:
-    frame = table.to_pandas() if isinstance(table, pa.Table) else pd.DataFrame(table)
+def _frame(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas()
     if "model_version" in frame:
         frame["model_version"] = frame["model_version"].astype(str)
     return frame
@@ -270,7 +273,10 @@ def production_report(settings: Settings, client: MlflowClient, model_name: str,
     if served and served.version not in versions:
         problems.append(f"no predictions of the served version {served.version} in this window; drift is shown "
                         f"for version {judged}")
-    reports, judged_reference, judged_task, judged_run = [], None, None, None
+    reports: list[VersionReport] = []
+    judged_reference: Reference | None = None
+    judged_task: tasks.Task | None = None
+    judged_run: str | None = None
     for version in versions:
         run_id = served.run_id if served and served.version == version else _run_of(client, model_name, version)
         reference, problem = _reference(client, run_id, version, folder / REFERENCE_CACHE)
@@ -279,8 +285,11 @@ def production_report(settings: Settings, client: MlflowClient, model_name: str,
         joined = labelled[labelled["model_version"] == version] if not labelled.empty else labelled
         task = _task_of(client, run_id, reference, joined)
         metrics: list[LiveMetric] = []
+        if task is None and not joined.empty:
+            problems.append(f"live metrics of version {version}: its task is unknown (no reference, no "
+                            "mlscope.task tag, and its logged outputs do not tell)")
         if task is not None and not joined.empty:
-            model_classes = list(getattr(reference, "classes", None) or [])
+            model_classes = reference.classes if reference is not None else []
             metrics = live_metrics(task, joined, classes_of(task, joined, model_classes),
                                    _test_metrics(client, run_id), model_classes=model_classes)
         reports.append(VersionReport(version=version, predictions=counts[version],
