@@ -17,7 +17,11 @@ def parse_window(text: str) -> timedelta:
     match = _PATTERN.fullmatch(str(text).strip().lower())
     if match is None:
         raise BadInput(f"window '{text}' is not a duration like 30m, 24h or 7d", field="window")
-    span = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
-    if span <= timedelta(0) or span > MAX_WINDOW:
+    unit = timedelta(**{_UNITS[match.group(2)]: 1})
+    amount = float(match.group(1))
+    if not 0 < amount <= MAX_WINDOW / unit:  # checked before multiplying: "1e400"-sized numbers overflow timedelta
+        raise BadInput(f"window '{text}' must be longer than 0 and at most 366 days", field="window")
+    span = unit * amount
+    if span <= timedelta(0):
         raise BadInput(f"window '{text}' must be longer than 0 and at most 366 days", field="window")
     return span

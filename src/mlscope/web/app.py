@@ -13,7 +13,7 @@ from mlscope.config import Settings
 from mlscope.tracking.client import make_client
 from mlscope.tracking.index import open_run_index
 from mlscope.web import pages
-from mlscope.web.api import annotations, compare, explain, registry, run, runs, significance
+from mlscope.web.api import annotations, compare, explain, production, registry, run, runs, significance
 from mlscope.web.api_docs import install_api_docs
 from mlscope.web.context import WebContext
 from mlscope.web.errors import install_error_handlers
@@ -21,7 +21,7 @@ from mlscope.web.security import install_security
 
 # runs first: its /api/runs/page must win over run's /api/runs/{run_id}.
 ROUTERS = (runs.router, significance.router, compare.router, run.router, annotations.router, explain.router,
-           registry.router, pages.router)
+           registry.router, production.router, pages.router)
 
 
 def create_app(settings: Settings) -> FastAPI:

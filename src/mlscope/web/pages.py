@@ -83,3 +83,16 @@ def models_view(web: Web, request: Request) -> HTMLResponse:
 @router.get("/models/{name}", response_class=HTMLResponse)
 def model_view(web: Web, request: Request, name: str) -> HTMLResponse:
     return render(web, request, "model.html", name=name)
+
+
+PRODUCTION_WINDOWS = ("1h", "24h", "7d")
+
+
+@router.get("/models/{name}/production", response_class=HTMLResponse)
+def production_view(web: Web, request: Request, name: str,
+                    window: Annotated[str | None, Query(description="Report window, e.g. 24h.")] = None
+                    ) -> HTMLResponse:
+    """The served version in production; the page asks /api/models/{name}/production, which checks `window`."""
+    chosen = window or web.settings.monitor_window
+    windows = PRODUCTION_WINDOWS if chosen in PRODUCTION_WINDOWS else (*PRODUCTION_WINDOWS, chosen)
+    return render(web, request, "production.html", name=name, window=chosen, windows=windows)

@@ -49,6 +49,7 @@ class ModelView {
     this.error = root.querySelector("[data-dialog-error]");
     this.confirm = root.querySelector("[data-confirm]");
     document.querySelector("[data-json]").href = this.url();
+    document.querySelector("[data-production]").href = `/models/${path(this.name)}/production`;
     root.querySelector("[data-version-rows]").addEventListener("click", (event) => this.onTableClick(event));
     this.aliasInput.addEventListener("input", () => this.describe());
     this.form.addEventListener("submit", (event) => { event.preventDefault(); this.submit(); });
