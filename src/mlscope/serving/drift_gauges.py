@@ -21,12 +21,12 @@ from mlscope.config import Settings
 from mlscope.errors import MlscopeError
 from mlscope.monitoring import drift as drift_stats
 from mlscope.monitoring.reference import load_reference
+from mlscope.monitoring.report import REFERENCE_CACHE
 from mlscope.monitoring.window import parse_window
 from mlscope.serving.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 
-REFERENCE_CACHE = "references"  # under settings.monitor_dir, shared with the report
 STATUS_VALUES = {"ok": 0, "watch": 1, "alert": 2}
 
 
