@@ -131,6 +131,18 @@ class Task:
             return np.asarray(model.predict(X), dtype=float).reshape(-1), ()
         return np.asarray(model.predict_proba(X), dtype=float), tuple(model.classes_)
 
+    @property
+    def has_residuals(self) -> bool:
+        """Whether actual − prediction is this task's error (its output is a number on the truth's scale):
+        regression. A classifier's P(class) minus a label is no residual."""
+        return not self.classification
+
+    def residuals(self, y_true: Any, prediction: Any) -> np.ndarray:
+        """actual − prediction per row (ValueError for a task without residuals)."""
+        if not self.has_residuals:
+            raise ValueError(f"a {self.name} model has no residuals")
+        return np.asarray(y_true, dtype=float).reshape(-1) - np.asarray(prediction, dtype=float).reshape(-1)
+
     def output_name(self, class_label: Any = None) -> str:
         """What an explanation or an answer of this task is about, in words."""
         if not self.classification:

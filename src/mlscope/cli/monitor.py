@@ -77,9 +77,11 @@ def _drift_table(report: ProductionReport) -> Table | None:
         table.add_column(header, justify="left" if header in ("feature", "kind", "test", "status") else "right")
     for row in drift.features:
         _drift_row(table, row)
-    if drift.prediction is not None:
+    outputs = [row for row in (drift.prediction, drift.residuals) if row is not None]
+    if outputs:
         table.add_section()
-        _drift_row(table, drift.prediction)
+    for row in outputs:  # the output, then a regressor's residuals (actual − prediction) vs its test split
+        _drift_row(table, row)
     return table
 
 
@@ -102,7 +104,7 @@ def _verdict(report: ProductionReport) -> str | None:
     """One line naming what moved: the flagged features and the largest explanation shift."""
     if report.drift is None:
         return None
-    rows = [*report.drift.features, *([report.drift.prediction] if report.drift.prediction else [])]
+    rows = [*report.drift.features, *(row for row in (report.drift.prediction, report.drift.residuals) if row)]
     flagged = [f"{row.feature} ({row.status})" for row in rows if row.status != "ok"]
     if not flagged:
         return "[green]No drift flagged.[/]"

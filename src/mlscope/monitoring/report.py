@@ -1,6 +1,6 @@
 """The production report of one registered model over a time window: traffic and latency, per version
 the predictions, labels and live metrics, input and prediction drift of the served version against its
-training reference, and its explanation drift. `mlscope monitor` prints it, the Production view draws it.
+training reference, a regressor's residual drift against its test split, and its explanation drift. `mlscope monitor` prints it, the Production view draws it.
 
 A number that cannot be computed is null and the reason is in `problems`: never a made-up value."""
 
@@ -29,6 +29,8 @@ from mlscope.monitoring import store
 from mlscope.monitoring.explanation_drift import MAX_LIVE_ROWS, ExplanationDrift, explanation_drift
 from mlscope.monitoring.live_metrics import PROBABILITY_PREFIX, LiveMetric, classes_of, live_metrics
 from mlscope.monitoring.reference import Reference, load_reference
+from mlscope.monitoring.residuals import CACHE as RESIDUAL_CACHE
+from mlscope.monitoring.residuals import residual_drift
 from mlscope.monitoring.window import parse_window
 from mlscope.tracking.registry import first_line, list_versions
 from mlscope.tracking.version_links import linked_run_id
@@ -93,6 +95,9 @@ class Drift(BaseModel):
     reference_rows: int
     features: list[FeatureDrift]
     prediction: FeatureDrift | None
+    residuals: FeatureDrift | None = Field(
+        default=None, description="A regressor's live residuals (actual − prediction on the labelled rows) vs its "
+        "residuals on the run's test split; null, with the reason in problems, when not computable.")
 
 
 class ProductionReport(BaseModel):
@@ -240,7 +245,7 @@ def _frame(table: pa.Table) -> pd.DataFrame:
 def _status(drift: Drift | None) -> Literal["ok", "watch", "alert", "no_data"]:
     if drift is None or drift.rows == 0:
         return "no_data"
-    return worst([f.status for f in drift.features] + ([drift.prediction.status] if drift.prediction else []))
+    return worst([f.status for f in drift.features] + [f.status for f in (drift.prediction, drift.residuals) if f])
 
 
 def production_report(settings: Settings, client: MlflowClient, model_name: str, window: str | None = None, *,
@@ -277,6 +282,7 @@ def production_report(settings: Settings, client: MlflowClient, model_name: str,
     judged_reference: Reference | None = None
     judged_task: tasks.Task | None = None
     judged_run: str | None = None
+    judged_labelled = labelled
     for version in versions:
         run_id = served.run_id if served and served.version == version else _run_of(client, model_name, version)
         reference, problem = _reference(client, run_id, version, folder / REFERENCE_CACHE)
@@ -296,13 +302,17 @@ def production_report(settings: Settings, client: MlflowClient, model_name: str,
                                      labelled=len(joined), live_metrics=metrics, reference_problem=problem,
                                      reference_rows=None if reference is None else int(reference.rows)))
         if version == judged:
-            judged_reference, judged_task, judged_run = reference, task, run_id
+            judged_reference, judged_task, judged_run, judged_labelled = reference, task, run_id, joined
     drift = None
     if judged_reference is not None:
-        table = drift_stats.window_drift(folder, model_name, judged, since, until, judged_reference,
-                                         drift_stats.Thresholds.from_settings(settings))
+        thresholds = drift_stats.Thresholds.from_settings(settings)
+        table = drift_stats.window_drift(folder, model_name, judged, since, until, judged_reference, thresholds)
         problems.extend(table.problems)
-        drift = Drift.model_validate(table.to_dict())
+        residuals, problem = residual_drift(client, judged_task, judged, judged_run, judged_labelled,
+                                            folder / RESIDUAL_CACHE, thresholds)
+        if problem:
+            problems.append(problem)
+        drift = Drift.model_validate({**table.to_dict(), "residuals": residuals.to_dict() if residuals else None})
     columns = (None if judged_reference is None
                else [f"{INPUT_PREFIX}{feature}" for feature in judged_reference.features])
     live_table = store.predictions(folder, model_name, since, until, columns=columns, versions=[judged])
