@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -93,3 +94,90 @@ def test_report_follows_the_task(dataset: str, tmp_path: Path) -> None:
     assert {f.feature for f in shift.features} == set(data.features)
     moved = next(f for f in shift.features if f.feature == shifted)
     assert moved.ratio == pytest.approx(moved.live / moved.reference)
+
+
+@pytest.fixture(scope="module")
+def diabetes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Any]:
+    """The diabetes Ridge regressor trained by the CLI and promoted, and its fitted model."""
+    store = Store(tmp_path_factory.mktemp("residuals"))
+    trained = invoke(store, "train", "--dataset", "diabetes", "--only", "ridge", "--promote")
+    assert trained.exit_code == 0, trained.output
+    with mlflow_state_kept():
+        return store, _model(store, CASES["diabetes"][0])
+
+
+def _residual_report(store: Store, model: Any, folder: Path, shift: float) -> Any:
+    """A window of 600 undrifted diabetes rows whose feedback is the truth plus `shift`."""
+    name = CASES["diabetes"][0]
+    data = load_demo("diabetes")
+    picks = np.random.default_rng(3).integers(0, len(data.frame), 600)
+    rows = data.X.iloc[picks].reset_index(drop=True).astype("float64")
+    truth = [repr(float(v) + shift) for v in data.y.iloc[picks]]
+    now = datetime.now(UTC)
+    with mlflow_state_kept():
+        outputs, _ = _log(folder, name, data.task, rows, model, truth, now)
+        report = production_report(store.settings(monitor_dir=folder), store.client(), name, "1h")
+    residuals = np.array([float(t) for t in truth]) - outputs
+    return report, residuals
+
+
+def test_a_regressors_residuals_against_the_truth_do_not_drift(diabetes: tuple[Store, Any], tmp_path: Path) -> None:
+    from mlscope.monitoring import drift as drift_stats
+    from mlscope.monitoring.residuals import test_split_residuals
+
+    store, model = diabetes
+    report, live = _residual_report(store, model, tmp_path / "monitoring", 0.0)
+    residual = report.drift.residuals
+    assert residual is not None and residual.feature == "residual" and residual.kind == "numeric"
+    assert residual.test == "ks" and residual.status == "ok", residual
+    assert not any(p.startswith("residual drift") for p in report.problems), report.problems
+    run_id = report.served.run_id
+    with mlflow_state_kept():  # the test residuals: the run's logged predictions.csv, y_true − prediction
+        logged = pd.read_csv(store.client().download_artifacts(run_id, "predictions.csv", str(tmp_path)))
+    reference = (logged["y_true"] - logged["prediction"]).to_numpy()
+    cached = tmp_path / "monitoring" / "residuals" / f"{run_id}.npy"  # read once, then from the cache
+    assert np.array_equal(np.load(cached), reference)
+    with mlflow_state_kept():
+        assert np.array_equal(test_split_residuals(None, run_id, tasks.REGRESSION, cached.parent), reference)
+    expected = drift_stats.numeric_drift("residual", reference, live)
+    assert residual.psi == pytest.approx(expected.psi) and residual.p_value == pytest.approx(expected.p_value)
+    assert residual.wasserstein == pytest.approx(expected.wasserstein)
+
+
+def test_a_shifted_truth_flags_the_residuals_in_the_report_and_monitor(diabetes: tuple[Store, Any],
+                                                                      tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlscope.cli import app
+
+    store, model = diabetes
+    folder = tmp_path / "monitoring"
+    report, _ = _residual_report(store, model, folder, 150.0)  # the truth moved: about 2 standard deviations of y
+    residual = report.drift.residuals
+    assert residual.status == "alert" and residual.p_value < 1e-9, residual
+    assert report.drift.prediction.status == "ok"  # the inputs and outputs look as at training: only residuals move
+    assert report.status == "alert"
+    with mlflow_state_kept():
+        result = CliRunner().invoke(app, ["monitor", CASES["diabetes"][0], "--window", "1h"],
+                                    env={**store.env, "MLSCOPE_MONITOR_DIR": str(folder)}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 8}
+    assert "alert" in rows["residual"] and "ok" in rows["prediction"]
+    names = list(rows)
+    assert names.index("residual") == names.index("prediction") + 1
+    assert "Drift flagged: residual (alert)" in result.output
+
+
+def test_residuals_without_labels_or_test_predictions_say_why(diabetes: tuple[Store, Any], tmp_path: Path) -> None:
+    from mlscope.monitoring.residuals import residual_drift
+
+    store, _ = diabetes
+    labelled = pd.DataFrame({"actual": ["1.5", "2"], "output": [1.0, 2.5]})
+    with mlflow_state_kept():
+        client = store.client()
+        none, why = residual_drift(client, tasks.REGRESSION, "1", "0" * 32, labelled.iloc[:0], tmp_path)
+        assert none is None and why.startswith("residual drift of version 1: no labelled predictions")
+        none, why = residual_drift(client, tasks.BINARY, "1", "0" * 32, labelled, tmp_path)
+        assert none is None and why.startswith("residual drift: a binary model has no residuals")
+        none, why = residual_drift(client, tasks.REGRESSION, "1", "0" * 32, labelled, tmp_path)
+        assert none is None and why == f"residual drift of version 1: run '{'0' * 32}' not found"

@@ -105,6 +105,7 @@ def test_the_report_counts_what_was_logged(site: Site, http: TestClient) -> None
     drift = report["drift"]
     assert drift["version"] == site.production and drift["rows"] == site.logged.predictions[site.production]
     assert all(set(feature) == DRIFT_KEYS for feature in [*drift["features"], drift["prediction"]])
+    assert drift["residuals"] is None and any(p.startswith("residual drift: a binary model") for p in report["problems"])
     status = {feature["feature"]: feature["status"] for feature in drift["features"]}
     assert status["Age"] == status["Pclass"] == "alert" and report["status"] == "alert"
     assert report["explanation_drift"]["version"] == site.production
@@ -189,6 +190,8 @@ def test_the_production_view_shows_drift_explanations_and_live_metrics(site: Sit
         assert age.locator(".status-badge").inner_text() == "alert"
         assert page.locator("[data-drift-rows] tr[data-feature='Sex'] [data-test]").inner_text() == "χ²"
         assert page.locator("[data-prediction-rows] tr[data-feature='prediction']").count() == 1
+        assert page.locator("[data-prediction-rows] tr[data-feature='residual']").count() == 0
+        assert page.is_hidden("[data-residual-note]")
 
         # Explanation drift: reference vs live bars for every feature, and the sentences.
         bars = chart_data(page, "explanation")
@@ -293,4 +296,13 @@ def test_the_view_follows_the_served_task(dataset: str, page: Any, tmp_path: Pat
             assert data.task.headline in metrics
             headline = page.locator(f"[data-versions] tr[data-metric='{data.task.headline}']")
             assert headline.locator("[data-test-value]").inner_text() != "—"
+            # A regressor's residuals (actual − prediction vs its test split) sit under its output, in order.
+            outputs = page.locator("[data-prediction-rows] tr").evaluate_all(
+                "rows => rows.map(row => row.dataset.feature)")
+            assert outputs == (["prediction", "residual"] if data.task.has_residuals else ["prediction"])
+            assert page.is_visible("[data-residual-note]") == data.task.has_residuals
+            if data.task.has_residuals:
+                residual = page.locator("[data-prediction-rows] tr[data-feature='residual']")
+                assert residual.locator("[data-test]").inner_text() == "Kolmogorov–Smirnov"
+                assert residual.get_attribute("data-status") in ("ok", "watch", "alert")
             screenshot(page, f"production-{dataset}")

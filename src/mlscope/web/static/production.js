@@ -148,6 +148,7 @@ function drifted(report, status) {
   const found = [...drift.features].sort(byStatus).filter((feature) => feature.status === status)
     .map((feature) => feature.feature);
   if (drift.prediction && drift.prediction.status === status) found.push("the prediction");
+  if (drift.residuals && drift.residuals.status === status) found.push("the residuals");
   return found;
 }
 
@@ -262,7 +263,10 @@ function renderDrift(report) {
   $("[data-drift-rows]").replaceChildren(...[...drift.features].sort(byStatus).map(driftRow));
   const none = el("tr");
   none.append(el("td", {colspan: 9, class: "muted"}, "The prediction's drift was not computed for this window."));
-  $("[data-prediction-rows]").replaceChildren(drift.prediction ? driftRow(drift.prediction) : none);
+  // A regressor's residuals (actual − prediction on labelled rows vs its test split) under its output.
+  const residuals = drift.residuals ? [driftRow(drift.residuals)] : [];
+  $("[data-prediction-rows]").replaceChildren(drift.prediction ? driftRow(drift.prediction) : none, ...residuals);
+  $("[data-residual-note]").hidden = !drift.residuals;
 }
 
 // ---- explanation drift ----
