@@ -1,6 +1,7 @@
 """The production report of one registered model over a time window: traffic and latency, per version
 the predictions, labels and live metrics, input and prediction drift of the served version against its
-training reference, a regressor's residual drift against its test split, and its explanation drift. `mlscope monitor` prints it, the Production view draws it.
+training reference, a regressor's residual drift against its test split, and its explanation drift.
+`mlscope monitor` prints it, the Production view draws it.
 
 A number that cannot be computed is null and the reason is in `problems`: never a made-up value."""
 
