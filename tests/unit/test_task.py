@@ -102,3 +102,10 @@ def test_directions_of_our_metrics_and_of_foreign_names() -> None:
     assert task.higher_is_better("cv_f1_macro_mean") and not task.higher_is_better("cv_rmse_mean")
     assert not task.higher_is_better("training_mean_squared_error") and task.higher_is_better("training_r2_score")
     assert task.higher_is_better("precision_class_2") and not task.higher_is_better("val_loss")
+
+
+def test_only_a_regressor_has_residuals() -> None:
+    assert task.REGRESSION.has_residuals and not task.BINARY.has_residuals and not task.MULTICLASS.has_residuals
+    assert task.REGRESSION.residuals([3.0, 1.0], np.array([[2.5], [1.5]])).tolist() == [0.5, -0.5]
+    with pytest.raises(ValueError, match="a binary model has no residuals"):
+        task.BINARY.residuals([1], [0.7])
