@@ -178,6 +178,6 @@ def test_residuals_without_labels_or_test_predictions_say_why(diabetes: tuple[St
         none, why = residual_drift(client, tasks.REGRESSION, "1", "0" * 32, labelled.iloc[:0], tmp_path)
         assert none is None and why.startswith("residual drift of version 1: no labelled predictions")
         none, why = residual_drift(client, tasks.BINARY, "1", "0" * 32, labelled, tmp_path)
-        assert none is None and why.startswith("residual drift: a binary model has no residuals")
+        assert none is None and why is None
         none, why = residual_drift(client, tasks.REGRESSION, "1", "0" * 32, labelled, tmp_path)
         assert none is None and why == f"residual drift of version 1: run '{'0' * 32}' not found"

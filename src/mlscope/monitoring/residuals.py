@@ -102,13 +102,14 @@ def residual_drift(client: MlflowClient, task: Task | None, version: str, run_id
                    cache_dir: Path, thresholds: Thresholds = Thresholds()) -> tuple[FeatureDrift | None, str | None]:
     """The drift of version `version`'s live residuals (`labelled`: its predictions joined with their
     feedback) against its run's test residuals, or None and the reason (a problem line of the report) when
-    it cannot be computed: not a regressor, no labelled rows, no test predictions logged by the run."""
+    it cannot be computed (no labelled rows, no test predictions logged by the run); (None, None) for a task
+    without residuals."""
     from mlflow.exceptions import MlflowException
 
     if task is None:
         return None, f"residual drift of version {version}: its task is unknown"
-    if not task.has_residuals:
-        return None, f"residual drift: a {task.name} model has no residuals (actual − prediction needs a regressor)"
+    if not task.has_residuals:  # a classifier: nothing is missing, so nothing to report
+        return None, None
     if labelled.empty:
         return None, (f"residual drift of version {version}: no labelled predictions in this window (feedback "
                       "with the actual value gives the residuals)")
