@@ -2,12 +2,16 @@
 
 Bad input is refused before anything starts; a component that does not come up ends the command with
 its log tail and nothing left running; on PostgreSQL (marker `postgres`) the whole stack comes up,
-trains once, answers over HTTP, stops cleanly on SIGTERM and reports a child that dies."""
+trains once, answers over HTTP, logs its predictions and feedback where the dashboard, `mlscope monitor`
+and the API's /metrics read them, stops cleanly on SIGTERM and reports a child that dies."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,16 +19,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from mlscope.cli import app
+from mlscope.data.loader import titanic_path
 from tests import postgres
 from tests.integration.test_serve import THIRD_CLASS_MAN
 from tests.live import free_port
 
+MODEL = "titanic-survival"
+API_FIELDS = {"Pclass": "pclass", "Sex": "sex", "Age": "age", "SibSp": "sibsp", "Parch": "parch", "Fare": "fare",
+              "Embarked": "embarked"}
 STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLSCOPE_TRACKING_URI", "MLSCOPE_REGISTRY_URI",
                    "MLSCOPE_BACKEND_STORE_URI")
 
@@ -134,12 +144,12 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Up:
     """`mlscope up` as a real subprocess, its output in a file."""
 
-    def __init__(self, folder: Path, database: str, artifacts: Path, *args: str) -> None:
+    def __init__(self, folder: Path, database: str, artifacts: Path, *args: str, **env_extra: str) -> None:
         self.folder = folder
         self.ports = {"mlflow": free_port(), "dashboard": free_port(), "api": free_port()}
         self.output = folder / "up.out"
         env = {key: value for key, value in os.environ.items() if key not in STORE_VARIABLES}
-        env.update({"MLSCOPE_USER": "ops", "COLUMNS": "200"})
+        env.update({"MLSCOPE_USER": "ops", "COLUMNS": "200", **env_extra})
         argv = [sys.executable, "-m", "mlscope", "up", "--backend-store-uri", database,
                 "--mlflow-port", str(self.ports["mlflow"]), "--port", str(self.ports["dashboard"]),
                 "--api-port", str(self.ports["api"]), "--log-dir", str(folder / "logs"),
@@ -156,6 +166,14 @@ class Up:
             assert self.process.poll() is None, f"mlscope up exited {self.process.returncode}:\n{self.text()}"
             assert time.monotonic() < deadline, f"mlscope up not healthy after {seconds:.0f} s:\n{self.text()}"
             time.sleep(0.5)
+
+    def wait_ready(self, seconds: float = 60) -> httpx.Response:
+        """The API's /ready once it answers 200 (it loads the promoted version by itself)."""
+        deadline = time.monotonic() + seconds
+        while (ready := httpx.get(f"{self.url('api')}/ready", timeout=10)).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.5)
+        return ready
 
     def pid_of(self, component: str) -> int:
         match = re.search(rf"│ {component}\s+│ http://\S+\s+│ (\d+)", self.text())
@@ -178,58 +196,186 @@ class Up:
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.postgres
-@pytest.mark.slow
-def test_up_serves_the_stack_and_stops_it_cleanly(database: str, artifacts: Path, tmp_path: Path) -> None:
-    up = Up(tmp_path, database, artifacts)
+MONITOR_DIR = "monitoring"  # the stack's MLSCOPE_MONITOR_DIR, relative to the folder `up` runs in
+
+
+@pytest.fixture(scope="module")
+def stack(database: str, artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    """One `mlscope up` on the fresh database (it trains), healthy and serving, for the tests below in
+    file order; the last one stops it with SIGTERM."""
+    up = Up(tmp_path_factory.mktemp("up-stack"), database, artifacts, MLSCOPE_MONITOR_DIR=MONITOR_DIR)
     try:
         up.wait_healthy()
-        output = up.text()
-        assert "Training 4 experiment(s)" in output and "Alias production → version" in output
-        assert "View run" not in output  # MLflow's per-run URL lines stay out of the progress display
-        production = re.search(r"Alias production → version (\d+)", output).group(1)
+        up.wait_ready()
+        yield up
+    finally:  # stopped already unless a test failed before the last one
+        if up.process.poll() is None:
+            up.process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            up.finish(60)  # kills whatever is left either way
 
-        experiments = httpx.get(f"{up.url('dashboard')}/api/experiments", timeout=30).json()["experiments"]
-        titanic = next(e for e in experiments if e["name"] == "titanic")
-        assert titanic["runs"] == 4 and titanic["best_value"] > 0.8
-        deadline = time.monotonic() + 60
-        while (ready := httpx.get(f"{up.url('api')}/ready", timeout=10)).status_code != 200:
-            assert time.monotonic() < deadline, ready.text
-            time.sleep(0.5)
-        assert ready.json()["model"] == {"name": "titanic-survival", "version": production}
-        answer = httpx.post(f"{up.url('api')}/predict", json=THIRD_CLASS_MAN, timeout=30)
-        assert answer.status_code == 200 and 0 <= answer.json()["probability"] < 0.5, answer.text
-        mlflow = httpx.get(f"{up.url('mlflow')}/api/2.0/mlflow/registered-models/get",
-                           params={"name": "titanic-survival"}, timeout=30).json()["registered_model"]
-        assert {a["alias"]: a["version"] for a in mlflow["aliases"]}["production"] == production
-        assert len(up.children()) >= 3
 
-        up.process.send_signal(signal.SIGTERM)
-        assert up.finish() == 0, up.text()
-        assert "Stopped prediction API, dashboard, MLflow tracking server." in up.text()
-        assert up.children() == []
-        for name in ("mlflow", "dashboard", "api"):
-            assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0, name
-    finally:
-        up.finish(5)
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_up_serves_the_stack(stack: Up) -> None:
+    up = stack
+    output = up.text()
+    assert "Training 4 experiment(s)" in output and "Alias production → version" in output
+    assert "View run" not in output  # MLflow's per-run URL lines stay out of the progress display
+    assert f"prediction log {up.folder / MONITOR_DIR}" in " ".join(output.split())  # the caption may wrap
+    production = re.search(r"Alias production → version (\d+)", output).group(1)
+
+    experiments = httpx.get(f"{up.url('dashboard')}/api/experiments", timeout=30).json()["experiments"]
+    titanic = next(e for e in experiments if e["name"] == "titanic")
+    assert titanic["runs"] == 4 and titanic["best_value"] > 0.8
+    assert up.wait_ready().json()["model"] == {"name": "titanic-survival", "version": production}
+    answer = httpx.post(f"{up.url('api')}/predict", json=THIRD_CLASS_MAN, timeout=30)
+    assert answer.status_code == 200 and 0 <= answer.json()["probability"] < 0.5, answer.text
+    mlflow = httpx.get(f"{up.url('mlflow')}/api/2.0/mlflow/registered-models/get",
+                       params={"name": "titanic-survival"}, timeout=30).json()["registered_model"]
+    assert {a["alias"]: a["version"] for a in mlflow["aliases"]}["production"] == production
+    assert len(up.children()) >= 3
+
+
+def logged(monitor_dir: Path, kind: str, request_ids: set[str], seconds: float = 20) -> pd.DataFrame:
+    """The Parquet part files of one kind under the stack's monitor folder, once they hold every one of
+    `request_ids` (the API writes them every MLSCOPE_LOG_FLUSH_SECONDS, 1 s)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        parts = sorted((monitor_dir / kind / f"model={MODEL}").glob("date=*/part-*.parquet"))
+        table = pd.concat([pd.read_parquet(part) for part in parts]) if parts else pd.DataFrame({"request_id": []})
+        if request_ids <= set(table["request_id"]) or time.monotonic() > deadline:
+            return table
+        time.sleep(0.3)
+
+
+def without_clock(report: dict[str, Any]) -> dict[str, Any]:
+    """A production report without what depends on when it was asked (the window's ends, its time
+    buckets); everything computed from the logged rows and the store stays."""
+    kept = {key: value for key, value in report.items() if key not in ("since", "until", "generated_at")}
+    kept["traffic"] = {key: value for key, value in report["traffic"].items() if key != "buckets"}
+    return kept
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_stack_logs_predictions_and_feedback_and_reports_their_drift(stack: Up) -> None:
+    """Real HTTP to the stack's API on PostgreSQL: every answered row lands as Parquet in the stack's
+    MLSCOPE_MONITOR_DIR, feedback is recorded, and the dashboard's production report, `mlscope monitor
+    --json` and the API's /metrics all judge the served version against its training reference, which
+    they download through the tracking server's artifact proxy."""
+    up = stack
+    monitor_dir = up.folder / MONITOR_DIR
+    served = httpx.get(f"{up.url('api')}/model", timeout=10).json()
+    version, run_id = served["version"], served["run_id"]
+    passengers = pd.read_csv(titanic_path()).head(40)
+    sent: dict[str, dict[str, Any]] = {}
+    with httpx.Client(base_url=up.url("api"), timeout=30) as api:
+        for _, row in passengers.iterrows():
+            body = {field: (None if pd.isna(row[column]) else row[column].item() if hasattr(row[column], "item")
+                            else row[column]) for column, field in API_FIELDS.items()}
+            answer = api.post("/predict", json=body)
+            assert answer.status_code == 200, answer.text
+            answer = answer.json()
+            assert answer["model"] == {"name": MODEL, "version": version}
+            sent[answer["request_id"]] = {"age": body["age"], "truth": int(row["Survived"]),
+                                          "probability": answer["probability"]}
+        labelled = list(sent)[:15]
+        for request_id in labelled:
+            recorded = api.post("/feedback", json={"request_id": request_id, "actual": sent[request_id]["truth"]})
+            assert recorded.status_code == 200, recorded.text
+            assert recorded.json()["actual"] == str(sent[request_id]["truth"])
+        again = api.post("/feedback", json={"request_id": labelled[0], "actual": 1 - sent[labelled[0]]["truth"]})
+        assert again.status_code == 409, again.text  # the first truth stays
+
+        # the Parquet files under the stack's monitor folder, as the API child wrote them (with the rows
+        # answered by the tests before: written too, since they came earlier)
+        predictions = logged(monitor_dir, "predictions", set(sent)).set_index("request_id")
+        assert set(sent) <= set(predictions.index) and len(predictions) <= len(sent) + 5
+        total = len(predictions)
+        assert set(predictions["model_version"]) == {version} and set(predictions["alias"]) == {"production"}
+        for request_id, what in sent.items():
+            assert predictions.loc[request_id, "output"] == pytest.approx(what["probability"], abs=1e-12)
+            age = predictions.loc[request_id, "in.Age"]
+            assert (pd.isna(age) and what["age"] is None) or age == what["age"]
+        feedback = logged(monitor_dir, "feedback", set(labelled))
+        assert sorted(feedback["request_id"]) == sorted(labelled)
+        assert {r.request_id: r.actual for r in feedback.itertuples()} == {
+            request_id: str(sent[request_id]["truth"]) for request_id in labelled}
+
+        # /metrics: the API downloads the reference through the tracking server's artifact proxy
+        metrics = api.get("/metrics")
+        assert metrics.status_code == 200
+        labels = f'model="{MODEL}",version="{version}"'
+        assert f"mlscope_drift_available{{{labels}}} 1.0" in metrics.text, metrics.text
+        assert f"mlscope_drift_window_rows{{{labels}}} {float(total)}" in metrics.text
+
+    [on_server] = artifacts_of(up, run_id).glob("monitoring/reference.parquet")
+    cached = monitor_dir / "references" / run_id
+    assert (cached / "reference.parquet").read_bytes() == on_server.read_bytes()
+    shutil.rmtree(cached)  # so the dashboard downloads it through the proxy too
+
+    report = httpx.get(f"{up.url('dashboard')}/api/models/{MODEL}/production", params={"window": "1h"}, timeout=120)
+    assert report.status_code == 200, report.text
+    report = report.json()
+    assert report["served"] == {"version": version, "alias": "production", "run_id": run_id}
+    assert report["task"] == "binary" and report["status"] in ("ok", "watch", "alert")
+    assert not [problem for problem in report["problems"] if "reference" in problem], report["problems"]
+    assert (report["traffic"]["predictions"], report["traffic"]["requests"]) == (total, total)
+    by_version = {v["version"]: v for v in report["versions"]}
+    assert (by_version[version]["predictions"], by_version[version]["labelled"]) == (total, len(labelled))
+    metrics_live = {m["name"]: m for m in by_version[version]["live_metrics"]}
+    assert "accuracy" in metrics_live and metrics_live["accuracy"]["test_value"] is not None
+    reference_rows = len(pd.read_parquet(on_server))
+    assert by_version[version]["reference_rows"] == reference_rows and by_version[version]["reference_problem"] is None
+    drift = report["drift"]
+    assert (drift["version"], drift["rows"], drift["reference_rows"]) == (version, total, reference_rows)
+    assert {f["feature"] for f in drift["features"]} == set(API_FIELDS) and drift["prediction"] is not None
+    assert all(f["psi"] is not None and f["p_value"] is not None for f in drift["features"]), drift["features"]
+    assert (cached / "reference.parquet").read_bytes() == on_server.read_bytes()
+
+    # `mlscope monitor --json` against the same tracking server and folder says the same
+    env = {key: value for key, value in os.environ.items() if key not in STORE_VARIABLES}
+    env.update({"MLFLOW_TRACKING_URI": up.url("mlflow"), "MLSCOPE_MONITOR_DIR": str(monitor_dir)})
+    monitored = subprocess.run([sys.executable, "-m", "mlscope", "monitor", MODEL, "--window", "1h", "--json"],
+                               env=env, cwd=up.folder, capture_output=True, text=True, timeout=120, check=False)
+    assert monitored.returncode == 0, monitored.stdout + monitored.stderr
+    assert without_clock(json.loads(monitored.stdout)) == without_clock(report)
+
+
+def artifacts_of(up: Up, run_id: str) -> Path:
+    """The run's artifact folder on the tracking server's disk (--artifacts-destination/<experiment>/<run>)."""
+    [folder] = Path(up.text().split("artifacts in ")[1].split(")")[0]).glob(f"*/{run_id}/artifacts")
+    return folder
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_up_stops_the_stack_cleanly(stack: Up) -> None:
+    """Last user of `stack`: SIGTERM stops the three children, newest first, and `up` exits 0."""
+    up = stack
+    up.process.send_signal(signal.SIGTERM)
+    assert up.finish() == 0, up.text()
+    assert "Stopped prediction API, dashboard, MLflow tracking server." in up.text()
+    assert up.children() == []
+    for name in ("mlflow", "dashboard", "api"):
+        assert (up.folder / "logs" / f"{name}.log").stat().st_size > 0, name
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_up_on_a_trained_store_skips_training_and_reports_a_dying_child(database: str, artifacts: Path,
                                                                      tmp_path: Path) -> None:
-    """Runs after the test above (same database): no new training; the API with two workers; a killed
+    """Runs after the tests above (same database): no new training; the API with two workers; a killed
     dashboard ends `up` with status 1, its log tail, and the other servers (every API worker) stopped."""
     if not postgres_has_runs(database):
-        pytest.skip("needs the trained database of test_up_serves_the_stack_and_stops_it_cleanly")
-    up = Up(tmp_path, database, artifacts, "--api-workers", "2")
+        pytest.skip("needs the trained database of the stack fixture")
+    up = Up(tmp_path, database, artifacts, "--api-workers", "2", "--monitor-dir", "watched")
     try:
         up.wait_healthy()
         assert "already has 4 run(s); skipping training" in up.text()
-        deadline = time.monotonic() + 60
-        while (ready := httpx.get(f"{up.url('api')}/ready", timeout=10)).status_code != 200:
-            assert time.monotonic() < deadline, ready.text
-            time.sleep(0.5)
+        assert f"prediction log {tmp_path / 'watched'}" in " ".join(up.text().split())
+        ready = up.wait_ready()
         assert int(ready.headers["x-mlscope-worker"]) != up.pid_of("prediction API")
         assert len(processes_mentioning(f"--port {up.ports['api']}")) == 3  # the parent and its two workers
         os.kill(up.pid_of("dashboard"), signal.SIGKILL)

@@ -88,12 +88,14 @@ def check_ports_free(host: str, ports: dict[str, int]) -> None:
                 raise BadInput(f"port {port} ({option}) is already in use on {host}", field=field) from None
 
 
-def child_env(tracking_url: str) -> dict[str, str]:
-    """The environment of a child: this one, pointed at the started server only."""
+def child_env(tracking_url: str, monitor_dir: Path) -> dict[str, str]:
+    """The environment of a child: this one, pointed at the started server only, and at one prediction
+    log folder (absolute), so the API writes where the dashboard reads whatever the settings came from."""
     import os
 
     env = {key: value for key, value in os.environ.items() if key not in STORE_VARIABLES}
     env["MLFLOW_TRACKING_URI"] = tracking_url
+    env["MLSCOPE_MONITOR_DIR"] = str(monitor_dir.resolve())
     return env
 
 
@@ -101,14 +103,15 @@ def mlscope_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlscope", *args]
 
 
-def summary(rows: list[tuple[str, str, int, Path]], backend: str, artifacts: Path) -> Table:
+def summary(rows: list[tuple[str, str, int, Path]], backend: str, artifacts: Path, monitor_dir: Path) -> Table:
     table = Table(title="mlscope up: everything is healthy (Ctrl-C stops all)", title_justify="left",
                   header_style="bold")
     for column in ("component", "URL", "pid", "log"):
         table.add_column(column)
     for name, url, pid, log in rows:
         table.add_row(name, url, str(pid), str(log))
-    table.caption = f"store {display_uri(backend)}, artifacts {artifacts.resolve()}"
+    table.caption = (f"store {display_uri(backend)}, artifacts {artifacts.resolve()}, prediction log "
+                     f"{monitor_dir.resolve()}")
     table.caption_justify = "left"
     return table
 
@@ -151,13 +154,17 @@ def up(
     train: Annotated[bool, typer.Option(help="Train and promote when the experiment has no runs yet.")] = True,
     retrain: Annotated[bool, typer.Option(help="Train even if the experiment has runs.")] = False,
     log_dir: Annotated[Path | None, typer.Option(help="Folder of the three logs (default ./mlscope-logs).")] = None,
+    monitor_dir: Annotated[Path | None, typer.Option(
+        help="Prediction log and feedback the API writes and the dashboard reads (default ./mlscope-monitoring).")
+    ] = None,
     ready_timeout: Annotated[float, typer.Option(min=1, help="Seconds each server may take to be healthy.")] = 120,
 ) -> None:
     """Start an MLflow tracking server on your database, train if it is empty, then the dashboard and the
     prediction API; wait until each is healthy, print their URLs, stop all on Ctrl-C."""
     overrides = {"backend_store_uri": backend_store_uri, "artifacts_destination": artifacts_destination,
                  "host": host, "mlflow_port": mlflow_port, "port": port, "api_port": api_port,
-                 "mlflow_workers": workers, "api_workers": api_workers, "log_dir": log_dir}
+                 "mlflow_workers": workers, "api_workers": api_workers, "log_dir": log_dir,
+                 "monitor_dir": monitor_dir}
     settings = settings_of(ctx).model_copy(update={k: v for k, v in overrides.items() if v is not None})
     with user_errors():
         backend = check_backend_uri(settings.backend_store_uri)
@@ -166,7 +173,7 @@ def up(
         check_database(backend)
     server = TrackingServer(backend, settings.artifacts_destination.resolve(), host=settings.host,
                             port=settings.mlflow_port, workers=settings.mlflow_workers)
-    env = child_env(server.url)
+    env = child_env(server.url, settings.monitor_dir)
     settings = settings.model_copy(update={"tracking_uri": server.url, "registry_uri": None})
     logs = settings.log_dir
     components = [
@@ -200,7 +207,7 @@ def _run(supervisor: Supervisor, server: TrackingServer, components: list[Compon
         for component in components:
             base = component.health_url.removesuffix("/health")
             rows.append((component.name, base, _start(supervisor, component, ready_timeout), component.log))
-        console.print(summary(rows, server.backend_store_uri, settings.artifacts_destination))
+        console.print(summary(rows, server.backend_store_uri, settings.artifacts_destination, settings.monitor_dir))
         supervisor.wait()
     except ComponentFailed as failure:
         err_console.print(f"[bold red]error:[/] {failure.message}", highlight=False, soft_wrap=True)
