@@ -349,6 +349,12 @@ def test_a_multiclass_run_is_explained_one_class_at_a_time_by_the_cli(wine, tmp_
     logged = invoke(store, "explain", run.info.run_id, "--class", "class_1")  # training logged every class
     assert logged.exit_code == 0, logged.output
     assert "(cached artifact)" in logged.output and "probability of class class_1" in logged.output
+    from mlscope.explain.service import stored_explanation
+
+    # the user's 12 rows are kept beside the training's per-class explanation, never in its place
+    kept = stored_explanation(store.client(), run.info.run_id, "test-class-class_2")[0]
+    assert len(kept.row_ids) == len(stored_explanation(store.client(), run.info.run_id, "test-class-class_0")[0].row_ids)
+    assert len(kept.row_ids) != 12
     shown = float(explained.output.split("P(class class_2) = ")[1].split()[0])
     assert shown == pytest.approx(model.predict_proba(frame.head(1))[0, 2], abs=1e-4)
 

@@ -189,6 +189,12 @@ def explain_run(settings: Settings, run_id: str, *, records: list[dict[str, Any]
         rows, name, ids = stored[0].data[features], per_class, list(stored[0].row_ids)
     elif records is None:
         rows, name, ids = data[features], per_class or artifacts.TEST_SPLIT, list(range(len(data)))
+        if _download_json(client, run_id, name) is not None:  # the logged test split is never replaced by user rows
+            name = _cache_name(rows, background) + ("" if per_class is None
+                                                    else per_class.removeprefix(artifacts.TEST_SPLIT))
+            cached = _download_json(client, run_id, name)
+            if cached is not None:
+                return artifacts.from_json(cached)[0], True
     else:
         rows = coerce_rows(records, features, background)
         name, ids = _cache_name(rows, background), list(range(len(rows)))
